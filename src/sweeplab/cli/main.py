@@ -1,0 +1,215 @@
+"""The ``sweeplab`` command line. Thin: each subcommand parses its arguments and calls the library.
+
+Errors caused by the user's input (:class:`SweeplabError`) are printed as one line on stderr
+with exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+import typer
+from rich.markup import escape
+
+from sweeplab.errors import SweeplabError
+
+from .display import batch_progress, config_table, console, epoch_line, epoch_table, err_console
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Ablation studies of small neural networks: train, compare, report.",
+)
+
+OutOpt = typer.Option("runs", "--out", "-o", help="Directory holding the run store (sweeplab.db).")
+SetOpt = typer.Option(None, "--set", help="Override a config key, e.g. --set optim.lr=1e-3 (TOML literal).")
+DataDirOpt = typer.Option(None, "--data-dir", help="Where datasets live (default: $SWEEPLAB_DATA or ./data).")
+
+
+def store_path(out: str | Path) -> Path:
+    return Path(out) / "sweeplab.db"
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config TOML file."),
+    set_: Optional[list[str]] = SetOpt,
+    out: Path = OutOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    dataset: Optional[str] = typer.Option(None, help="data.dataset"),
+    model: Optional[str] = typer.Option(None, help="model.name"),
+    epochs: Optional[int] = typer.Option(None, help="epochs"),
+    batch_size: Optional[str] = typer.Option(None, "--batch-size", help="batch_size (an integer or 'max')"),
+    lr: Optional[float] = typer.Option(None, help="optim.lr"),
+    optimizer: Optional[str] = typer.Option(None, help="optim.name"),
+    seed: Optional[int] = typer.Option(None, help="seed"),
+    device: Optional[str] = typer.Option(None, help="device: auto, cpu, cuda, cuda:N, mps"),
+    fresh: bool = typer.Option(False, "--fresh", help="Retrain even if this exact run is already in the store."),
+) -> None:
+    """Train one run and store every epoch; a run already in the store resumes or is shown."""
+    from sweeplab.config import load_run_config, set_path
+    from sweeplab.config.load import parse_value
+    from sweeplab.store import Store
+
+    flags: dict[str, Any] = {}
+    for key, value in [
+        ("data.dataset", dataset), ("model.name", model), ("epochs", epochs), ("optim.lr", lr),
+        ("optim.name", optimizer), ("seed", seed), ("device", device),
+    ]:
+        if value is not None:
+            set_path(flags, key, value)
+    if batch_size is not None:
+        set_path(flags, "batch_size", parse_value(batch_size))
+    cfg = load_run_config(config, set_, flags)
+    console.print(config_table(cfg.canonical(), title=f"run {cfg.run_id()}"))
+    with Store(store_path(out)) as store:
+        if fresh:
+            store.forget_run(cfg.run_id())
+        result = _fit_with_progress(cfg, store, data_dir)
+    rows = result.epochs
+    if rows:
+        console.print(epoch_table(rows, title=f"run {result.run_id}: {result.status}"))
+    if result.skipped:
+        console.print(f"[yellow]run {result.run_id} is already {result.status} in {store_path(out)}; "
+                      "shown from the store (--fresh retrains it)[/]")
+    elif result.resumed_from:
+        console.print(f"resumed after epoch {result.resumed_from}")
+    if result.status not in ("completed",):
+        console.print(f"[bold red]{result.status}[/]: {escape(result.detail or '')}")
+    console.print(f"store: {store_path(out)}")
+    raise typer.Exit(0 if result.status in ("completed", "diverged") else 1)
+
+
+def _fit_with_progress(cfg, store, data_dir):
+    from sweeplab.train import fit
+
+    with batch_progress() as bar:
+        task = bar.add_task("epoch 1", total=None)
+
+        def progress(event: str, info: dict[str, Any]) -> None:
+            if event == "start":
+                s = info["setup"]
+                ds = s.dataset
+                console.print(
+                    f"data: {ds.name} ({ds.source}, sha256 {ds.checksum[:12]}): train {len(ds.y_train)}, "
+                    + (f"val {len(ds.y_val)}, " if ds.y_val is not None else "")
+                    + f"test {len(ds.y_test)} | model {cfg.model.name}: {s.params:,} params, "
+                    f"{s.flops / 1e6:,.2f} MFLOPs/example | device {s.device} | batch {s.batch_size}"
+                )
+            elif event == "batch":
+                bar.update(task, description=f"epoch {info['epoch']}/{cfg.epochs}",
+                           completed=info["step"], total=info["steps"])
+            elif event == "epoch":
+                console.print(epoch_line(info["epoch"], cfg.epochs, info["row"]))
+
+        return fit(cfg, store, data_dir=data_dir, progress=progress)
+
+
+@app.command()
+def summary(
+    model: str = typer.Argument(..., help="Model name (see `sweeplab models`)."),
+    dataset: str = typer.Option("cifar10", help="Dataset whose input shape and classes to use."),
+    set_: Optional[list[str]] = SetOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Per-layer table, parameter counts and FLOPs per example of a model."""
+    from rich.table import Table
+
+    from sweeplab.config import load_run_config
+    from sweeplab.models import summarize
+    from sweeplab.train.loop import make_model
+
+    cfg = load_run_config(None, set_, {"model": {"name": model}, "data": {"dataset": dataset}})
+    shape, classes, ds = _dataset_shape(cfg, data_dir)
+    net = make_model(cfg, ds)
+    s = summarize(net, shape)
+    table = Table(title=f"{model} on {dataset} (input {tuple(shape)}, {classes} classes)", header_style="bold")
+    for col, just in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right")):
+        table.add_column(col, justify=just)
+    for name, kind, out_shape, params in s.rows:
+        table.add_row(name, kind, str(tuple(out_shape)) if out_shape is not None else "-", f"{params:,}")
+    console.print(table)
+    console.print(f"total params: {s.total_params:,}   trainable: {s.trainable_params:,}   "
+                  f"FLOPs/example: {s.flops_per_example:,.0f} ({s.flops_per_example / 1e6:,.2f} M)")
+
+
+#: Input shapes of the torchvision datasets, so `summary` needs no data on disk for them.
+KNOWN_SHAPES = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100),
+                "mnist": ((1, 28, 28), 10), "fashion_mnist": ((1, 28, 28), 10)}
+
+
+def _dataset_shape(cfg, data_dir):
+    """Input shape, class count and a dataset-like object for model creation."""
+    from types import SimpleNamespace
+
+    name = cfg.data.dataset
+    if name in KNOWN_SHAPES:
+        shape, classes = KNOWN_SHAPES[name]
+        return shape, classes, SimpleNamespace(kind="image", input_shape=shape, num_classes=classes, vocab_size=None)
+    from sweeplab.data import load_dataset
+
+    ds = load_dataset(cfg.data, data_dir)
+    return ds.input_shape, ds.num_classes, ds
+
+
+@app.command()
+def models() -> None:
+    """List the registered models with their options."""
+    from rich.table import Table
+
+    from sweeplab.models import list_models, model_options
+
+    table = Table(header_style="bold")
+    table.add_column("model")
+    table.add_column("description")
+    table.add_column("options (default)")
+    for name, desc in sorted(list_models().items()):
+        opts = ", ".join(f"{k}={v!r}" for k, v in model_options(name).items())
+        table.add_row(name, desc, opts or "-")
+    console.print(table)
+
+
+@app.command()
+def datasets() -> None:
+    """List the datasets sweeplab can load."""
+    from rich.table import Table
+
+    from sweeplab.data import list_datasets
+
+    table = Table(header_style="bold")
+    table.add_column("dataset")
+    table.add_column("description")
+    for name, desc in sorted(list_datasets().items()):
+        table.add_row(name, desc)
+    console.print(table)
+    console.print("CIFAR-10 offline: set SWEEPLAB_CIFAR10=/path/to/cifar10-jpeg.tar.gz (image-folder copy).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except SweeplabError as err:
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        return err.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.ClickException as e:
+        e.show()
+        return e.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("interrupted")
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,143 @@
+"""Building a :class:`RunConfig` from TOML files, ``--set key=value`` overrides and plain dicts.
+
+All failures become :class:`ConfigError` with the full key path, the offending value and what is
+allowed, so the CLI can print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import ValidationError
+
+from sweeplab.errors import ConfigError
+
+from .schema import RunConfig
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; syntax errors name the file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no such file: {p}")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"invalid TOML in {p}: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p} is not a UTF-8 text file") from None
+
+
+def parse_value(text: str) -> Any:
+    """Read a ``--set`` value as a TOML literal; bare words fall back to strings.
+
+    So ``[110,74]`` is a list, ``1e-3`` a float, ``true`` a bool and ``mlp`` the string "mlp".
+    """
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """Turn ``["optim.lr=1e-3", "model.hidden=[64]"]`` into a nested override dict."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set expects key=value with a dotted key such as optim.lr=0.01, got {item!r}")
+        set_path(out, key, parse_value(value.strip()))
+    return out
+
+
+def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree[a][b][c] = value`` for ``dotted == "a.b.c"``, creating tables on the way."""
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parents):
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{'.'.join(parents[: i + 1])} is a value, not a table", path=dotted)
+        node = nxt
+    node[leaf] = value
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base``; tables merge, values replace.
+
+    When ``model.name`` changes, the base's model options are dropped: options of one model
+    family mean nothing to another (``hidden`` is no option of ``tutorial_cnn``).
+    """
+    out = copy.deepcopy(dict(base))
+    for k, v in override.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            if k == "model" and "name" in v and v["name"] != out[k].get("name"):
+                keep = {kk: vv for kk, vv in out[k].items() if kk in ("init", "init_std")}
+                out[k] = deep_merge(keep, v)
+            else:
+                out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """One line for the first pydantic error: ``path: message (got value)``."""
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+    path = ".".join(p for p in (prefix, loc) if p)
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif e["type"] == "value_error" and msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    value = e.get("input")
+    shown = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(value, dict) else f" (got {value!r})"
+    if e["type"] == "extra_forbidden":
+        shown = ""
+    return f"{path or '<config>'}: {msg}{shown}"
+
+
+def build_run_config(data: Mapping[str, Any], prefix: str = "") -> RunConfig:
+    """Validate a nested dict into a RunConfig, including the model's own options."""
+    try:
+        cfg = RunConfig.model_validate(dict(data))
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, prefix)) from None
+    check_model_options(cfg, prefix)
+    return cfg
+
+
+def check_model_options(cfg: RunConfig, prefix: str = "") -> None:
+    """Reject model names and model options the registry does not know."""
+    from sweeplab.models import list_models, model_options
+
+    where = f"{prefix}.model" if prefix else "model"
+    models = list_models()
+    if cfg.model.name not in models:
+        raise ConfigError(
+            f"unknown model {cfg.model.name!r} (available: {', '.join(sorted(models))})", path=f"{where}.name"
+        )
+    allowed = model_options(cfg.model.name)
+    for key in cfg.model.options():
+        if key not in allowed:
+            opts = ", ".join(sorted(allowed)) or "none"
+            raise ConfigError(
+                f"unknown option for model {cfg.model.name!r} (allowed: {opts}, init, init_std)",
+                path=f"{where}.{key}",
+            )
+
+
+def load_run_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, extra: Mapping[str, Any] | None = None
+) -> RunConfig:
+    """File (optional) <- ``extra`` (e.g. CLI flags) <- ``--set`` overrides, then validate."""
+    data: dict[str, Any] = read_toml(path) if path else {}
+    if extra:
+        data = deep_merge(data, extra)
+    data = deep_merge(data, parse_set(overrides))
+    return build_run_config(data)

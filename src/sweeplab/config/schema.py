@@ -1,0 +1,219 @@
+"""Typed, frozen run configuration: one section per concern, validated at construction.
+
+A run is fully described by a :class:`RunConfig`. Its identity (:meth:`RunConfig.run_id`) is the
+hash of its canonical JSON form, so two spellings of the same config (key order, defaults written
+out or left implicit) are the same run. Fields that do not change results (``threads``) are left
+out of the identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+
+
+class Section(BaseModel):
+    """Base for config sections: unknown keys are errors and values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True)
+
+
+class AugmentConfig(Section):
+    """Train-only augmentation, applied per sample on whole batches on the device."""
+
+    crop_padding: NonNegInt = Field(0, description="Random crop after padding each side by this many pixels (0 = off).")
+    crop_mode: Literal["zero", "reflect"] = Field("zero", description="How the crop padding is filled.")
+    hflip: bool = Field(False, description="Random horizontal flip with probability 0.5.")
+    vflip: bool = Field(False, description="Random vertical flip with probability 0.5.")
+    random_resized_crop: bool = Field(False, description="torchvision-style RandomResizedCrop back to the input size.")
+    rrc_scale: tuple[float, float] = Field((0.08, 1.0), description="Area fraction range of RandomResizedCrop.")
+    rrc_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="Aspect ratio range of RandomResizedCrop.")
+    cutout: NonNegInt = Field(0, description="Side of a square zeroed at a random place (0 = off).")
+
+    @field_validator("rrc_scale", "rrc_ratio")
+    @classmethod
+    def _ordered_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not (0 < v[0] <= v[1]):
+            raise ValueError(f"must be [low, high] with 0 < low <= high, got {list(v)}")
+        return v
+
+    def any(self) -> bool:
+        """True when at least one augmentation is switched on."""
+        return bool(self.crop_padding or self.hflip or self.vflip or self.random_resized_crop or self.cutout)
+
+
+class DataConfig(Section):
+    """Which dataset, which part of it, and how it is presented to the model."""
+
+    dataset: str = Field("digits", description="Dataset name (see `sweeplab datasets`).")
+    path: str | None = Field(None, description="imagefolder/npz: directory or archive to read.")
+    # scikit-learn generators (moons, circles, blobs); digits uses test_fraction and random_state.
+    n_samples: PositiveInt = Field(1000, description="Generated datasets: number of samples.")
+    noise: NonNegFloat = Field(0.1, description="moons/circles: standard deviation of Gaussian noise.")
+    factor: float = Field(0.5, gt=0, lt=1, description="circles: inner/outer radius ratio.")
+    centers: PositiveInt = Field(3, description="blobs: number of centres (= classes).")
+    n_features: PositiveInt = Field(2, description="blobs: input dimension.")
+    random_state: int = Field(0, description="Seed of generated data and of the train/test split.")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Datasets without a fixed test set: test share.")
+    # sequence tasks
+    seq_length: Annotated[int, Field(ge=2)] = Field(10, description="palindrome: sequence length.")
+    train_size: PositiveInt = Field(10000, description="palindrome: training sequences.")
+    test_size: PositiveInt = Field(2000, description="palindrome: test sequences.")
+    # subsets and validation split
+    train_subset: PositiveInt | None = Field(None, description="Use only the first N training examples.")
+    test_subset: PositiveInt | None = Field(None, description="Use only the first N test examples.")
+    val_size: PositiveInt | None = Field(None, description="Examples carved from the training set for validation.")
+    val_fraction: float | None = Field(None, gt=0, lt=1, description="Alternative to val_size, as a fraction.")
+    split_seed: int = Field(0, description="Seed of the validation split (fixed across run seeds).")
+    # presentation
+    normalize: bool = Field(True, description="Normalise inputs with mean/std (dataset's unless given).")
+    mean: list[float] | None = Field(None, description="Per-channel mean overriding the dataset's.")
+    std: list[float] | None = Field(None, description="Per-channel std overriding the dataset's.")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @model_validator(mode="after")
+    def _one_val_spec(self) -> "DataConfig":
+        if self.val_size is not None and self.val_fraction is not None:
+            raise ValueError("give val_size or val_fraction, not both")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError(f"std values must be > 0, got {self.std}")
+        return self
+
+
+class ModelConfig(BaseModel):
+    """Model name, initialisation, and the model's own options (checked against the registry)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field("mlp", description="Model name (see `sweeplab models`).")
+    init: Literal["default", "normal", "xavier_normal", "kaiming_normal"] = Field(
+        "default", description="Weight initialisation scheme."
+    )
+    init_std: PositiveFloat = Field(0.01, description="Standard deviation for init='normal'.")
+
+    def options(self) -> dict[str, Any]:
+        """The model-specific options (everything but name/init/init_std)."""
+        return dict(self.model_extra or {})
+
+
+class OptimConfig(Section):
+    """Optimizer and its hyper-parameters."""
+
+    name: Literal["sgd", "adam", "adamw", "rmsprop", "radam"] = "sgd"
+    lr: PositiveFloat = Field(0.01, description="Base learning rate.")
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd/rmsprop momentum.")
+    nesterov: bool = Field(False, description="sgd: Nesterov momentum (needs momentum > 0).")
+    weight_decay: NonNegFloat = Field(0.0, description="L2 penalty (decoupled for adamw).")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adam/adamw/radam betas.")
+    eps: PositiveFloat = Field(1e-8, description="Numerical stability term.")
+    alpha: float = Field(0.99, gt=0, lt=1, description="rmsprop smoothing constant.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "OptimConfig":
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            raise ValueError("nesterov needs name='sgd' and momentum > 0")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {list(self.betas)}")
+        return self
+
+
+class ScheduleConfig(Section):
+    """Learning-rate schedule, a pure function of the training step."""
+
+    name: Literal["constant", "step", "multistep", "exponential", "cosine", "onecycle"] = "constant"
+    interval: Literal["epoch", "step"] = Field(
+        "epoch", description="Unit of step_size/milestones (epochs or optimizer steps)."
+    )
+    step_size: PositiveInt = Field(30, description="step: decay every step_size intervals.")
+    gamma: float = Field(0.1, gt=0, description="step/multistep/exponential decay factor.")
+    milestones: list[PositiveInt] = Field(default_factory=list, description="multistep: decay points.")
+    warmup_epochs: NonNegFloat = Field(0.0, description="cosine: linear warm-up length in epochs.")
+    min_lr: NonNegFloat = Field(0.0, description="cosine: final learning rate.")
+    max_lr: PositiveFloat | None = Field(None, description="onecycle: peak lr (default optim.lr).")
+    pct_start: float = Field(0.3, gt=0, lt=1, description="onecycle: share of steps spent rising.")
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"milestones must be strictly increasing, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "ScheduleConfig":
+        if self.name == "multistep" and not self.milestones:
+            raise ValueError("multistep needs milestones, e.g. milestones = [80, 120]")
+        return self
+
+
+class LossConfig(Section):
+    """Training loss."""
+
+    name: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="mse is against one-hot targets.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross_entropy label smoothing.")
+
+
+class RunConfig(Section):
+    """Everything that defines one training run."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    epochs: PositiveInt = Field(10, description="Training epochs.")
+    batch_size: PositiveInt | Literal["max"] = Field(
+        64, description="Training batch size, or 'max' for the largest that fits the device."
+    )
+    max_batch_size: PositiveInt = Field(1024, description="Cap for batch_size = 'max'.")
+    memory_budget_mb: PositiveInt = Field(
+        4096, description="CPU: memory a batch_size='max' search may use (MiB)."
+    )
+    eval_batch_size: PositiveInt = Field(1000, description="Batch size for evaluation.")
+    seed: int = Field(0, description="Seed of initialisation, shuffling, augmentation and dropout.")
+    device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+    threads: PositiveInt | None = Field(None, description="CPU threads for this run (default: torch's).")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast on CUDA.")
+    channels_last: bool = Field(False, description="CUDA: channels_last memory format.")
+    grad_clip: PositiveFloat | None = Field(None, description="Clip the gradient norm to this value.")
+    best_metric: str = Field("test_acc", description="Metric whose best epoch's weights are kept.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        ok = v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+        if not ok:
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {v!r}")
+        return v
+
+    @field_validator("best_metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        allowed = ("test_acc", "val_acc", "test_loss", "val_loss", "train_acc", "train_loss")
+        if v not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {v!r}")
+        return v
+
+    # -- identity -------------------------------------------------------------------------------
+    def canonical(self) -> dict[str, Any]:
+        """The config as plain JSON-able data, every default written out."""
+        return self.model_dump(mode="json")
+
+    def identity(self) -> dict[str, Any]:
+        """The part of the config that determines results (``threads`` does not)."""
+        d = self.canonical()
+        d.pop("threads", None)
+        return d
+
+    def run_id(self) -> str:
+        """Stable 12-hex-digit hash of the identity; equal configs give equal ids in any process."""
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -1,0 +1,158 @@
+"""Plain value types that go in and out of the run store.
+
+Nothing here speaks SQL: these are the shapes the rest of sweeplab (trainer, executor, report,
+dashboard) sees. Rows with a fixed shape are frozen dataclasses; epoch rows, whose metric set is
+open-ended, are plain dicts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+#: Every status a run can have, in the order a report should list them.
+RUN_STATUSES: tuple[str, ...] = (
+    "pending",  # known to the store, never started
+    "running",  # claimed by a worker (see ``RunRecord.worker``)
+    "completed",  # all planned epochs committed
+    "diverged",  # stopped on a non-finite / exploding loss; detail says epoch and reason
+    "oom",  # out of memory even at the smallest batch size tried; detail says which
+    "failed",  # any other exception; detail holds the error text
+    "interrupted",  # stopped by the user or a dead worker; resumable from its last checkpoint
+)
+
+#: Statuses after which a run makes no further progress on its own; entering one stamps
+#: ``finished_at``.
+STOPPED_STATUSES: frozenset[str] = frozenset(RUN_STATUSES) - {"pending", "running"}
+
+#: Metrics with their own column in ``epochs`` (queryable, typed REAL). Any other key of the
+#: metrics dict given to ``Store.commit_epoch`` lands in the row's ``extra_json``.
+EPOCH_METRIC_COLUMNS: tuple[str, ...] = (
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "epoch_time_s",
+    "train_images_per_s",
+    "peak_mem_mb",
+)
+
+#: A JSON document given either already serialised or as a mapping the store serialises.
+JsonLike = str | Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``runs``: everything known about one training run.
+
+    ``id`` is the run identity computed by the caller (a hash of the resolved canonical config,
+    seed included), so two arms or two studies that resolve to the same config share one run.
+    Timestamps are ISO-8601 UTC strings.
+    """
+
+    id: str
+    config_json: str
+    seed: int
+    label: str | None
+    status: str
+    status_detail: str | None
+    data_source: str | None
+    data_checksum: str | None
+    env_json: str | None
+    device: str | None
+    params: int | None
+    flops: float | None
+    """Forward FLOPs per example."""
+    batch_size_used: int | None
+    """Batch size actually trained with (smaller than configured after an OOM fallback)."""
+    epochs_planned: int | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    wall_time_s: float
+    """Wall time accumulated over every session that worked on the run (resumes add up)."""
+    worker: str | None
+    """``host:pid`` of the process that last claimed the run (see ``default_worker_id``)."""
+    heartbeat_at: str | None
+    """Last time the owning worker showed signs of life (claim, epoch commit, heartbeat)."""
+    epochs_done: int = 0
+    """Highest committed epoch (0 if none). Computed from ``epochs``, not a column."""
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved config, parsed."""
+        return json.loads(self.config_json)
+
+    @property
+    def env(self) -> dict[str, Any]:
+        """The recorded environment (library versions, device, host...), parsed; {} if unset."""
+        return json.loads(self.env_json) if self.env_json else {}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a study: a named set of overrides on the study's base config."""
+
+    name: str
+    override_json: JsonLike = "{}"
+
+
+@dataclass(frozen=True)
+class Link:
+    """Says that ``run_id`` is seed ``seed`` of ``arm`` in a study (input to ``save_study``)."""
+
+    arm: str
+    seed: int
+    run_id: str
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """One row of ``studies`` with its arms in order."""
+
+    name: str
+    description: str
+    spec_json: str
+    metric: str | None
+    created_at: str
+    updated_at: str
+    arms: tuple[Arm, ...] = field(default=())
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The study spec, parsed."""
+        return json.loads(self.spec_json)
+
+
+@dataclass(frozen=True)
+class StudyRunRecord:
+    """One (arm, run) link of a study joined with the run's progress, for tables and dashboards.
+
+    A run shared by two arms appears once per arm.
+    """
+
+    study: str
+    arm: str
+    arm_position: int
+    position: int
+    label: str | None
+    seed: int
+    run_id: str
+    status: str
+    status_detail: str | None
+    epochs_planned: int | None
+    epochs_done: int
+    wall_time_s: float
+
+
+class Checkpoint(NamedTuple):
+    """A stored checkpoint: the epoch it was taken after and the caller's serialised bytes."""
+
+    epoch: int
+    data: bytes
