@@ -88,7 +88,7 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     """One line for the first pydantic error: ``path: message (got value)``."""
     e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+    loc = ".".join(str(p) for p in e["loc"] if _is_field(p))
     path = ".".join(p for p in (prefix, loc) if p)
     msg = e["msg"]
     if e["type"] == "extra_forbidden":
@@ -100,6 +100,17 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     if e["type"] == "extra_forbidden":
         shown = ""
     return f"{path or '<config>'}: {msg}{shown}"
+
+
+_TYPE_TAGS = {"int", "float", "str", "bool", "list", "dict", "tuple", "none"}
+
+
+def _is_field(part: object) -> bool:
+    """pydantic puts union member tags (``constrained-int``, ``literal['max']``) in error locations."""
+    if isinstance(part, int):
+        return True
+    text = str(part)
+    return text.isidentifier() and text not in _TYPE_TAGS
 
 
 def build_run_config(data: Mapping[str, Any], prefix: str = "") -> RunConfig:

@@ -42,7 +42,7 @@ class AugmentConfig(Section):
     @classmethod
     def _ordered_range(cls, v: tuple[float, float]) -> tuple[float, float]:
         if not (0 < v[0] <= v[1]):
-            raise ValueError(f"must be [low, high] with 0 < low <= high, got {list(v)}")
+            raise ValueError(f"must be [low, high] with 0 < low <= high")
         return v
 
     def any(self) -> bool:
@@ -144,7 +144,7 @@ class ScheduleConfig(Section):
     @classmethod
     def _increasing(cls, v: list[int]) -> list[int]:
         if any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError(f"milestones must be strictly increasing, got {v}")
+            raise ValueError(f"milestones must be strictly increasing")
         return v
 
     @model_validator(mode="after")
@@ -186,12 +186,19 @@ class RunConfig(Section):
     grad_clip: PositiveFloat | None = Field(None, description="Clip the gradient norm to this value.")
     best_metric: str = Field("test_acc", description="Metric whose best epoch's weights are kept.")
 
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, v: Any) -> Any:
+        if v == "max" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError(f"must be an integer >= 1 or \"max\"")
+
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
         ok = v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
         if not ok:
-            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {v!r}")
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps")
         return v
 
     @field_validator("best_metric")
@@ -199,7 +206,7 @@ class RunConfig(Section):
     def _metric(cls, v: str) -> str:
         allowed = ("test_acc", "val_acc", "test_loss", "val_loss", "train_acc", "train_loss")
         if v not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}, got {v!r}")
+            raise ValueError(f"must be one of {', '.join(allowed)}")
         return v
 
     # -- identity -------------------------------------------------------------------------------

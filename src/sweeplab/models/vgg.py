@@ -31,7 +31,9 @@ class VGG(nn.Module):
     """VGG-``depth`` for small images.
 
     Options:
-        depth: 11, 13, 16 or 19 weight layers (VGG-A, B, D, E).
+        depth: 11, 13, 16 or 19 (VGG-A, B, D, E). The name counts the original's weight
+            layers, three of them fully connected; this variant has depth - 3 convs and one
+            Linear, as in the usual CIFAR code (e.g. kuangliu/pytorch-cifar).
         batchnorm: BatchNorm2d after every conv, before the ReLU (conv biases are kept, as in
             torchvision's ``vgg11_bn``).
     """
