@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
 from rich.markup import escape
 
 from sweeplab.errors import SweeplabError
 
-from .display import batch_progress, config_table, console, epoch_line, epoch_table, err_console
+from .display import batch_progress, start_line, config_table, console, epoch_line, epoch_table, err_console
 
 app = typer.Typer(
     add_completion=False,
@@ -25,7 +24,7 @@ app = typer.Typer(
     help="Ablation studies of small neural networks: train, compare, report.",
 )
 
-OutOpt = typer.Option("runs", "--out", "-o", help="Directory holding the run store (sweeplab.db).")
+OutOpt = typer.Option("runs", "--out", help="Directory holding the run store (sweeplab.db).")
 SetOpt = typer.Option(None, "--set", help="Override a config key, e.g. --set optim.lr=1e-3 (TOML literal).")
 DataDirOpt = typer.Option(None, "--data-dir", help="Where datasets live (default: $SWEEPLAB_DATA or ./data).")
 
@@ -92,14 +91,7 @@ def _fit_with_progress(cfg, store, data_dir):
 
         def progress(event: str, info: dict[str, Any]) -> None:
             if event == "start":
-                s = info["setup"]
-                ds = s.dataset
-                console.print(
-                    f"data: {ds.name} ({ds.source}, sha256 {ds.checksum[:12]}): train {len(ds.y_train)}, "
-                    + (f"val {len(ds.y_val)}, " if ds.y_val is not None else "")
-                    + f"test {len(ds.y_test)} | model {cfg.model.name}: {s.params:,} params, "
-                    f"{s.flops / 1e6:,.2f} MFLOPs/example | device {s.device} | batch {s.batch_size}"
-                )
+                console.print(start_line(info))
             elif event == "batch":
                 bar.update(task, description=f"epoch {info['epoch']}/{cfg.epochs}",
                            completed=info["step"], total=info["steps"])
@@ -190,21 +182,26 @@ def datasets() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
+    """Entry point of the console script; returns the exit code.
+
+    Typer handles usage errors itself (exit code 2); errors of the user's input raised by the
+    library become one line on stderr with exit code 2.
+    """
     try:
-        result = app(args=argv, standalone_mode=False)
-        return result if isinstance(result, int) else 0
+        app(args=argv, prog_name="sweeplab")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except SweeplabError as err:
         err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return err.exit_code
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.exceptions.ClickException as e:
-        e.show()
-        return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    return 0
+
+
+# The study subcommands register themselves on `app`.
+from . import study_cmds  # noqa: E402,F401
 
 
 def run() -> None:

@@ -93,6 +93,16 @@ class RunRecord:
         """The recorded environment (library versions, device, host...), parsed; {} if unset."""
         return json.loads(self.env_json) if self.env_json else {}
 
+    # Mapping-style reads, for code that treats rows as dicts (``run["status"]``, exports).
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``run.get("status_detail")``: the field's value, or ``default`` if no such field."""
+        return getattr(self, key) if key in self.__dataclass_fields__ else default
+
 
 @dataclass(frozen=True)
 class Arm:

@@ -345,6 +345,7 @@ def fit(
         return RunResult(run_id, existing["status"], existing.get("status_detail"), store.epochs(run_id), skipped=True)
 
     t_start = time.perf_counter()
+    accounted = 0.0  # wall time already added to the store with committed epochs
     setup: Setup | None = None
     rows: list[dict[str, Any]] = []
     start_epoch = 1
@@ -354,7 +355,7 @@ def fit(
         store.update_run(
             run_id, data_source=ds.source, data_checksum=ds.checksum, params=setup.params, flops=setup.flops,
             batch_size_used=setup.batch_size, device=str(setup.device),
-            env_json=json.dumps(environment(setup.device)), worker=worker,
+            env_json=json.dumps(environment(setup.device)),
         )
         best_value = None
         ckpt = store.load_checkpoint(run_id, "last")
@@ -366,10 +367,15 @@ def fit(
             _set_rng_state(state["rng"])
             best_value = state.get("best_value")
             start_epoch = done + 1
-        store.set_status(run_id, "running")
+        store.set_status(run_id, "running", **({"worker": worker} if worker else {}))
         if progress:
-            progress("start", {"run_id": run_id, "label": label, "config": cfg, "setup": setup,
-                               "resumed_from": start_epoch - 1})
+            progress("start", {
+                "run_id": run_id, "label": label, "resumed_from": start_epoch - 1, "epochs": cfg.epochs,
+                "params": setup.params, "flops": setup.flops, "device": str(setup.device),
+                "batch_size": setup.batch_size, "dataset": ds.name, "source": ds.source, "checksum": ds.checksum,
+                "n_train": len(ds.y_train), "n_val": None if ds.y_val is None else len(ds.y_val),
+                "n_test": len(ds.y_test), "model": cfg.model.name,
+            })
         metric = cfg.best_metric
         for epoch in range(start_epoch, cfg.epochs + 1):
             reset_peak_memory(setup.device)
@@ -388,7 +394,9 @@ def fit(
                 "model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
                 "rng": _rng_state(), "epoch": epoch, "best_value": best_value,
             })
-            store.commit_epoch(run_id, epoch, row, last_blob, best_blob)
+            elapsed = time.perf_counter() - t_start
+            store.commit_epoch(run_id, epoch, row, last_blob, best_blob, add_wall_time_s=elapsed - accounted)
+            accounted = elapsed
             rows.append({"epoch": epoch, **row})
             if progress:
                 progress("epoch", {"run_id": run_id, "epoch": epoch, "row": row})
@@ -396,22 +404,21 @@ def fit(
     except Diverged as d:
         status, detail = "diverged", json.dumps({"epoch": d.epoch, "step": d.step, "reason": str(d)})
     except KeyboardInterrupt:
-        store.set_status(run_id, "interrupted", f"stopped by the user after epoch {start_epoch - 1 + len(rows)}")
+        store.set_status(run_id, "interrupted", f"stopped by the user after epoch {start_epoch - 1 + len(rows)}",
+                         add_wall_time_s=time.perf_counter() - t_start - accounted)
         raise
     except Exception as err:  # noqa: BLE001 - any error of a run is that run's outcome
         from sweeplab.errors import SweeplabError
 
         if isinstance(err, SweeplabError):
-            store.set_status(run_id, "failed", str(err))
+            store.set_status(run_id, "failed", str(err), add_wall_time_s=time.perf_counter() - t_start - accounted)
             raise
         if _is_oom(err):
             bs = setup.batch_size if setup else cfg.batch_size
             status, detail = "oom", json.dumps({"batch_size": bs, "error": str(err).splitlines()[0][:300]})
         else:
             status, detail = "failed", "".join(traceback.format_exception_only(type(err), err)).strip()[:2000]
-    wall = time.perf_counter() - t_start
-    prev = store.get_run(run_id).get("wall_time_s") or 0.0
-    store.set_status(run_id, status, detail, wall_time_s=prev + wall)
+    store.set_status(run_id, status, detail, add_wall_time_s=time.perf_counter() - t_start - accounted)
     result = RunResult(run_id, status, detail, store.epochs(run_id), resumed_from=start_epoch - 1)
     if progress:
         progress("end", {"run_id": run_id, "status": status, "detail": detail})

@@ -1,0 +1,324 @@
+"""Study subcommands: ``run``, ``status``, ``export``, ``checkpoint``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from sweeplab.errors import ConfigError, StoreError
+
+from .display import console, err_console, flatten, fmt
+from .main import DataDirOpt, OutOpt, SetOpt, app, store_path
+
+
+def resolve_study_file(study: str) -> Path:
+    """A path to a TOML file, or the name of a study bundled with sweeplab."""
+    p = Path(study)
+    if p.is_file():
+        return p
+    from sweeplab.study.bundled import bundled_path, list_bundled
+
+    found = bundled_path(study)
+    if found is not None:
+        return found
+    names = ", ".join(sorted(list_bundled())) or "none"
+    raise ConfigError(f"no study file {study!r} and no bundled study of that name (bundled: {names})")
+
+
+def pick_study(store, name: str | None) -> str:
+    """The named study, or the most recently updated one in the store."""
+    studies = store.list_studies()
+    if name:
+        store.get_study(name)  # raises StoreError naming the unknown study
+        return name
+    if not studies:
+        raise StoreError(f"no studies in {store.path}; run one with `sweeplab run STUDY.toml`")
+    return max(studies, key=lambda s: s.updated_at).name
+
+
+class LiveDisplay:
+    """Overall progress (runs done/total, ETA) and one line per active run."""
+
+    def __init__(self, spec, todo, workers: int):
+        self.spec, self.workers = spec, workers
+        self.labels = {r.run_id: r.label for r in todo}
+        self.total_runs = len(todo)
+        self.total_epochs = sum(r.config.epochs for r in todo)
+        self.done_runs = 0
+        self.done_epochs = 0
+        self.outcomes: dict[str, int] = {}
+        self.active: dict[str, dict[str, Any]] = {}
+        self.t0 = time.monotonic()
+        self.lines: list[str] = []
+
+    def on_event(self, run_id: str, event: str, info: dict[str, Any]) -> None:
+        a = self.active.setdefault(run_id, {"label": self.labels.get(run_id, run_id), "epoch": 0, "step": 0})
+        if event == "start":
+            a.update(epochs=info["epochs"], epoch=info["resumed_from"], resumed=info["resumed_from"])
+            self.done_epochs += info["resumed_from"]
+        elif event == "batch":
+            a.update(step=info["step"], steps=info["steps"], epoch=info["epoch"] - 1)
+        elif event == "epoch":
+            a.update(epoch=info["epoch"], row=info["row"], step=0)
+            self.done_epochs += 1
+        elif event == "end":
+            self.active.pop(run_id, None)
+            self.done_runs += 1
+            self.outcomes[info["status"]] = self.outcomes.get(info["status"], 0) + 1
+            if info["status"] != "completed":
+                detail = info.get("detail") or ""
+                self.lines.append(f"{self.labels.get(run_id, run_id)} [{run_id}]: {info['status']} {detail[:200]}")
+
+    def __rich__(self) -> Group:
+        elapsed = time.monotonic() - self.t0
+        frac = self.done_epochs / max(1, self.total_epochs)
+        eta = f"{elapsed / frac * (1 - frac):,.0f}s" if frac > 0.02 else "?"
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())) or "-"
+        head = (f"[bold]{escape(self.spec.name)}[/]: runs {self.done_runs}/{self.total_runs} "
+                f"({outcomes}) | epochs {self.done_epochs}/{self.total_epochs} | {elapsed:,.0f}s elapsed, ETA {eta}")
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for col in ("run", "epoch", "progress", "train loss", "train acc", "test acc"):
+            table.add_column(col)
+        for run_id, a in list(self.active.items()):
+            row = a.get("row", {})
+            steps = a.get("steps")
+            prog = f"{a['step']}/{steps}" if steps else ""
+            table.add_row(escape(a["label"])[:60], f"{a['epoch']}/{a.get('epochs', '?')}", prog,
+                          fmt(row.get("train_loss"), "{:.4f}"), fmt(row.get("train_acc"), "{:.2%}"),
+                          fmt(row.get("test_acc"), "{:.2%}"))
+        return Group(head, table, *[escape(x) for x in self.lines[-5:]])
+
+
+@app.command("run")
+def run_cmd(
+    study: str = typer.Argument(..., help="Study TOML file, or the name of a bundled study (`sweeplab studies`)."),
+    out: Path = OutOpt,
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: from the device)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads per worker."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Use seeds 0..N-1 instead of the file's."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override epochs of every run."),
+    set_: Optional[list[str]] = SetOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and which are done; train nothing."),
+    smoke: bool = typer.Option(False, "--smoke", help="One seed, one epoch, small data subsets: a quick end-to-end check."),
+    report: bool = typer.Option(False, "--report", help="Refresh the study's report after every finished run."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard event files under OUT/tensorboard."),
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Run a study: train every run not yet finished, in parallel, resumably."""
+    from sweeplab.store import Store
+    from sweeplab.study import load_study
+    from sweeplab.study.execute import plan_study, run_study
+
+    path = resolve_study_file(study)
+    overrides = list(set_ or [])
+    if smoke:
+        from sweeplab.study.smoke import smoke_overrides
+
+        seeds = seeds or 1
+        epochs = epochs or 1
+        overrides = smoke_overrides(path) + overrides
+    spec = load_study(path, overrides=overrides, seeds=seeds, epochs=epochs)
+    for w in spec.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+    db = store_path(out)
+    if dry_run:
+        store = Store(db, readonly=True) if db.exists() else None
+        plan = plan_study(spec, store)
+        table = Table(title=f"{spec.name}: {len(spec.runs)} links, {len(plan.runs)} unique runs, "
+                            f"{len(plan.done)} done", header_style="bold")
+        for col in ("arm", "label", "seed", "run id", "epochs", "status"):
+            table.add_column(col)
+        for r in spec.runs:
+            table.add_row(escape(r.arm), escape(r.label), str(r.seed), r.run_id, str(r.config.epochs),
+                          plan.status[r.run_id])
+        console.print(table)
+        if store:
+            store.close()
+        return
+    if tensorboard:
+        _check_tensorboard()
+    with Store(db) as store:
+        store.reset_stale_running()
+        plan = plan_study(spec, store)
+    console.print(f"study [bold]{escape(spec.name)}[/]: {len(plan.runs)} runs ({len(plan.done)} already done, "
+                  f"{len(plan.todo)} to train) -> {db}")
+    on_run_end = None
+    if report:
+        def on_run_end(run_id: str, info: dict[str, Any]) -> None:
+            _write_report(db, spec.name, out)
+
+    live = LiveDisplay(spec, plan.todo, workers or 0)
+    with Live(live, console=console, refresh_per_second=4, transient=False):
+        results = run_study(spec, db, workers=workers, threads=threads, data_dir=data_dir,
+                            tensorboard_dir=(out / "tensorboard") if tensorboard else None,
+                            on_event=live.on_event, on_run_end=on_run_end)
+    with Store(db, readonly=True) as store:
+        counts = {k: v for k, v in store.counts_by_status(spec.name).items() if v}
+    console.print(f"trained {len(results)} runs; study {spec.name}: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if report:
+        _write_report(db, spec.name, out)
+
+
+def _write_report(db: Path, study: str, out: Path) -> None:
+    from sweeplab.report import write_report
+
+    write_report(db, study, out / "reports" / study)
+
+
+def _check_tensorboard() -> None:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise ConfigError("--tensorboard needs the tensorboard package: pip install 'sweeplab[tensorboard]'") from None
+
+
+@app.command()
+def status(
+    study: Optional[str] = typer.Argument(None, help="Study name (default: every study)."),
+    out: Path = OutOpt,
+) -> None:
+    """Studies in the store, their runs by outcome and what is left."""
+    from sweeplab.store import Store
+
+    with Store(store_path(out), readonly=True) as store:
+        if study is None:
+            table = Table(title=str(store_path(out)), header_style="bold")
+            for col in ("study", "runs", "completed", "diverged", "failed/oom", "interrupted", "left", "updated"):
+                table.add_column(col)
+            for s in store.list_studies():
+                c = store.counts_by_status(s.name)
+                total = sum(c.values())
+                left = total - c.get("completed", 0) - c.get("diverged", 0)
+                table.add_row(escape(s.name), str(total), str(c.get("completed", 0)), str(c.get("diverged", 0)),
+                              str(c.get("failed", 0) + c.get("oom", 0)), str(c.get("interrupted", 0)), str(left),
+                              s.updated_at)
+            console.print(table)
+            return
+        store.get_study(study)
+        rows = store.study_runs(study)
+        table = Table(title=f"study {study}", header_style="bold")
+        for col in ("arm", "label", "seed", "run", "status", "epochs", "wall s"):
+            table.add_column(col)
+        left_runs = left_epochs = 0
+        for r in rows:
+            if r.status not in ("completed", "diverged"):
+                left_runs += 1
+                left_epochs += (r.epochs_planned or 0) - r.epochs_done
+            table.add_row(escape(r.arm), escape(r.label or ""), str(r.seed), r.run_id, r.status,
+                          f"{r.epochs_done}/{r.epochs_planned}", fmt(r.wall_time_s, "{:,.1f}"))
+        console.print(table)
+        counts = {k: v for k, v in store.counts_by_status(study).items() if v}
+        console.print(", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                      + f" | left: {left_runs} runs, {left_epochs} epochs")
+
+
+#: Epoch-row keys that are not per-epoch scalars (exported separately or not at all).
+_NON_SCALAR = ("test_confusion",)
+
+
+def export_tables(store, study: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(epoch rows, run rows) of a study, flat, ready for CSV or JSON."""
+    runs = {r.id: r for r in store.list_runs(study=study)}
+    epochs = []
+    for row in store.all_epochs(study):
+        flat = {k: row.get(k) for k in ("study", "arm", "label", "seed", "run_id", "status", "epoch")}
+        for k, v in row.items():
+            if k in flat or k in _NON_SCALAR:
+                continue
+            if k == "test_per_class_acc" and isinstance(v, list):
+                flat.update({f"test_acc_class{i}": a for i, a in enumerate(v)})
+            elif not isinstance(v, (list, dict)):
+                flat[k] = v
+        epochs.append(flat)
+    run_rows = []
+    for link in store.study_runs(study):
+        r = runs[link.run_id]
+        row = {"study": study, "arm": link.arm, "label": link.label, "seed": link.seed, "run_id": r.id,
+               "status": r.status, "status_detail": r.status_detail, "epochs_done": link.epochs_done,
+               "params": r.params, "flops": r.flops, "batch_size_used": r.batch_size_used,
+               "wall_time_s": r.wall_time_s, "data_source": r.data_source, "data_checksum": r.data_checksum}
+        row.update({f"config.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
+                    for k, v in flatten(r.config).items()})
+        run_rows.append(row)
+    return epochs, run_rows
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+@app.command()
+def export(
+    study: Optional[str] = typer.Argument(None, help="Study name (default: the most recent)."),
+    out: Path = OutOpt,
+    format: str = typer.Option("csv", "--format", "-f", help="csv or json."),
+    table: str = typer.Option("epochs", "--table", help="csv: epochs (one row per run-epoch) or runs (configs flattened)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to this file instead of stdout."),
+) -> None:
+    """Export a study's epoch rows (or its runs with flattened configs) as CSV or JSON."""
+    from sweeplab.store import Store
+
+    if format not in ("csv", "json"):
+        raise ConfigError(f"must be csv or json (got {format!r})", path="--format")
+    if table not in ("epochs", "runs"):
+        raise ConfigError(f"must be epochs or runs (got {table!r})", path="--table")
+    with Store(store_path(out), readonly=True) as store:
+        name = pick_study(store, study)
+        epochs, runs = export_tables(store, name)
+    if format == "json":
+        text = json.dumps({"study": name, "epochs": epochs, "runs": runs}, indent=1, default=str) + "\n"
+    else:
+        text = _csv(epochs if table == "epochs" else runs)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        err_console.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def checkpoint(
+    run: str = typer.Argument(..., help="Run id (a unique prefix is enough)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the state_dict (.pt)."),
+    out: Path = OutOpt,
+    kind: str = typer.Option("best", "--kind", help="best (by the study metric) or last."),
+) -> None:
+    """Write a run's best (or last) weights as a plain state_dict, with its config beside it."""
+    import torch
+
+    from sweeplab.store import Store
+
+    if kind not in ("best", "last"):
+        raise ConfigError(f"must be best or last (got {kind!r})", path="--kind")
+    with Store(store_path(out), readonly=True) as store:
+        rec = store.find_run(run)
+        ck = store.load_checkpoint(rec.id, kind)
+        if ck is None:
+            raise StoreError(f"run {rec.id} has no {kind} checkpoint (status {rec.status}, {rec.epochs_done} epochs)")
+        state = torch.load(io.BytesIO(ck.data), map_location="cpu", weights_only=False)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state["model"], output)
+    meta = {"run_id": rec.id, "kind": kind, "epoch": ck.epoch, "status": rec.status, "config": rec.config}
+    cfg_path = output.with_suffix(".json")
+    cfg_path.write_text(json.dumps(meta, indent=2) + "\n")
+    console.print(f"wrote {output} ({kind} weights of run {rec.id}, epoch {ck.epoch}) and {cfg_path}")

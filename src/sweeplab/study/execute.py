@@ -1,0 +1,117 @@
+"""Running a study: record it in the store, decide what is left, hand the runs to an executor.
+
+Finished runs (completed or diverged) are never trained again; anything else (never started,
+interrupted, killed mid-epoch, failed, out of memory) is (re)started and resumes from its last
+committed epoch. The study always goes on: one run's outcome never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from sweeplab.executor import Task, TaskCrashed, default_workers, make_executor
+from sweeplab.errors import StoreError
+from sweeplab.store import Arm, Link, Store
+from sweeplab.train.loop import FINAL_STATUSES
+from sweeplab.train.task import RunTask, run_task
+
+from .spec import RunSpec, StudySpec
+
+OnEvent = Callable[[str, str, dict[str, Any]], None]
+
+
+@dataclass
+class StudyPlan:
+    """The study's unique runs, split into those already finished and those still to train."""
+
+    runs: list[RunSpec]
+    done: list[RunSpec] = field(default_factory=list)
+    todo: list[RunSpec] = field(default_factory=list)
+    status: dict[str, str] = field(default_factory=dict)
+
+
+def record_study(spec: StudySpec, store: Store) -> None:
+    """Insert the study's runs (pending unless known) and its arms and links; idempotent."""
+    for r in spec.unique_runs():
+        store.upsert_run(r.run_id, config_json=json.dumps(r.config.canonical(), sort_keys=True), seed=r.seed,
+                         label=r.label, epochs_planned=r.config.epochs)
+    arms = [Arm(a.name, json.dumps(a.override, sort_keys=True)) for a in spec.arms]
+    links = [Link(arm=r.arm, seed=r.seed, run_id=r.run_id, label=r.label) for r in spec.runs]
+    store.save_study(spec.name, spec_json=spec.to_json(), arms=arms, links=links, description=spec.description,
+                     metric=spec.metric)
+
+
+def plan_study(spec: StudySpec, store: Store | None) -> StudyPlan:
+    """Which unique runs are finished and which are left, from the store (None: all left)."""
+    plan = StudyPlan(runs=list(spec.unique_runs()))
+    for r in plan.runs:
+        status = "new"
+        if store is not None:
+            try:
+                status = store.get_run(r.run_id)["status"]
+            except StoreError:  # unknown to the store: never run
+                status = "new"
+        plan.status[r.run_id] = status
+        (plan.done if status in FINAL_STATUSES else plan.todo).append(r)
+    return plan
+
+
+def run_study(
+    spec: StudySpec,
+    store_path: str | Path,
+    *,
+    workers: int | None = None,
+    threads: int | None = None,
+    data_dir: str | Path | None = None,
+    tensorboard_dir: str | Path | None = None,
+    on_event: OnEvent | None = None,
+    on_run_end: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train every run of the study that is not finished; returns run id -> task result."""
+    store_path = Path(store_path)
+    with Store(store_path) as store:
+        store.reset_stale_running()
+        record_study(spec, store)
+        plan = plan_study(spec, store)
+    todo = plan.todo
+    if not todo:
+        return {}
+    if workers is None:
+        from sweeplab.train.device import resolve_device
+
+        workers, auto_threads = default_workers(resolve_device(spec.runs[0].config.device).type, len(todo))
+        threads = threads or auto_threads
+    tasks = [
+        Task(r.run_id, RunTask(
+            config_json=r.config.model_dump_json(), store_path=str(store_path), label=r.label,
+            data_dir=None if data_dir is None else str(data_dir),
+            tensorboard_dir=None if tensorboard_dir is None else str(tensorboard_dir),
+        ))
+        for r in todo
+    ]
+
+    def relay(key: str, event: str, info: dict[str, Any]) -> None:
+        if on_event is not None:
+            on_event(key, event, info)
+        if event == "end" and on_run_end is not None:
+            on_run_end(key, info)
+
+    executor = make_executor(workers, threads)
+    try:
+        results = executor.run(tasks, run_task, relay)
+    except KeyboardInterrupt:
+        with Store(store_path) as store:
+            running = [r.run_id for r in store.list_runs(study=spec.name, status="running")]
+            store.mark_interrupted(running, "stopped by the user (Ctrl-C)")
+        raise
+    crashed = {k: v for k, v in results.items() if isinstance(v, TaskCrashed)}
+    if crashed:
+        with Store(store_path) as store:
+            for run_id, c in crashed.items():
+                if store.get_run(run_id)["status"] not in FINAL_STATUSES:
+                    store.set_status(run_id, "failed", c.reason)
+                results[run_id] = {"run_id": run_id, "status": "failed", "detail": c.reason, "skipped": False}
+    return results

@@ -1,0 +1,397 @@
+"""Reading a study file: parse the TOML, validate everything, expand arms x grid x seeds into runs.
+
+Nothing runs until the whole study has been checked, so a typo in the last arm fails in
+milliseconds, not after hours of training. Every problem is a :class:`ConfigError` on one line
+naming where it is: ``study.seeds``, ``baseline.optim.lr``, ``arm 'batch size'.batch_size``. The
+first problem found is reported (they are cheap to fix one at a time and later errors are often
+consequences of earlier ones).
+
+How one run's config is resolved, later layers winning::
+
+    [baseline]  <-  [[arm]] override, with this grid point's axis values  (deep_merge)
+                <-  --set key=value ...                                    (deep_merge)
+                <-  --epochs N
+                <-  seed (from [study] seeds or --seeds)  and  best_metric = [study] metric
+
+The command-line layers go on top of every resolved arm, baseline included, because they are
+"run this study differently" requests (``--epochs 2`` for a quick pass must reach every run).
+``seed`` and ``best_metric`` belong to the study, so writing them in ``[baseline]``, an arm or
+``--set`` is an error rather than something silently overridden: a user who wrote ``seed = 42``
+must not believe seed 42 was trained.
+
+Checks that are about the file (duplicate grid points, an arm that changes nothing) are made on
+the configs the file itself resolves to, before command-line overrides; overrides that later merge
+grid points of an arm into one run (``--epochs 2`` on an arm sweeping ``epochs``) are not an error
+but a warning, and the merged point is listed once, labelled with its resolved values.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeplab.config import RunConfig, build_run_config, deep_merge, parse_set
+from sweeplab.errors import ConfigError
+
+from .grid import (
+    apply_point,
+    candidate_models,
+    find_axes,
+    format_point,
+    get_path,
+    grid_points,
+    leaf_paths,
+    make_label,
+)
+from .spec import ArmSpec, RunSpec, StudySpec
+
+#: Keys of the ``[study]`` table.
+STUDY_KEYS = ("name", "description", "seeds", "metric", "include_baseline", "reference")
+#: Keys of an ``[[arm]]`` table that are not run-config fields.
+ARM_KEYS = ("name", "description", "zip")
+#: Metrics a study can rank by (the values RunConfig.best_metric accepts).
+METRICS = ("test_acc", "val_acc", "test_loss", "val_loss", "train_acc", "train_loss")
+#: Run-config keys the study sets itself, with where to set them instead.
+RESERVED = {
+    "seed": "the seed of each run comes from [study] seeds (or --seeds N); remove it here",
+    "best_metric": "every run's best_metric is the study's metric; set [study] metric instead",
+}
+BASELINE_ARM = "baseline"
+#: Seeds go to torch, numpy and random; numpy takes 0 <= seed < 2**32.
+MAX_SEED = 2**32 - 1
+
+
+# -- entry points -----------------------------------------------------------------------------------
+def load_study(
+    path_or_text: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    seeds: int | None = None,
+    epochs: int | None = None,
+) -> StudySpec:
+    """Read, validate and expand a study file.
+
+    ``path_or_text`` is a path, or the TOML text itself when it is a ``str`` containing a newline
+    (a study needs at least two tables, so its text always spans lines and a path never does).
+    ``overrides`` are ``--set key=value`` items, ``seeds`` replaces the seed list with
+    ``0..seeds-1``, ``epochs`` sets every run's epochs (see the module docstring for the order).
+    """
+    if isinstance(path_or_text, str) and "\n" in path_or_text:
+        return parse_study(path_or_text, overrides=overrides, seeds=seeds, epochs=epochs)
+    path = Path(path_or_text)
+    if not path.is_file():
+        raise ConfigError(f"no such study file: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a UTF-8 text file") from None
+    return parse_study(text, str(path), overrides=overrides, seeds=seeds, epochs=epochs)
+
+
+def parse_study(
+    text: str,
+    source_name: str = "<string>",
+    *,
+    overrides: list[str] | None = None,
+    seeds: int | None = None,
+    epochs: int | None = None,
+) -> StudySpec:
+    """Like :func:`load_study` for TOML text; ``source_name`` names it in syntax errors."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        # tomllib's message ends with "(at line L, column C)".
+        raise ConfigError(f"{source_name}: invalid TOML: {e}") from None
+
+    for key in doc:
+        if key not in ("study", "baseline", "arm"):
+            raise ConfigError("unknown top-level table or key (a study file has [study], [baseline] "
+                              "and [[arm]] tables)", path=key)
+    settings = _study_settings(doc.get("study"))
+    cli = _cli_overrides(overrides, seeds, epochs)
+    seed_list = tuple(range(seeds)) if seeds is not None else settings.seeds
+
+    baseline = _baseline_table(doc.get("baseline"))
+    base_cfg = _build(_with_study_keys(baseline, seed_list[0], settings.metric), BASELINE_ARM)
+    _check_metric_split(base_cfg, settings.metric, BASELINE_ARM)
+
+    arms = _arm_tables(doc.get("arm"), baseline, settings.include_baseline)
+    if not arms:
+        raise ConfigError("the study has no runs: add [[arm]] tables or set include_baseline = true",
+                          path="study.include_baseline")
+
+    resolved = [_resolve_arm(arm, baseline, base_cfg, settings, seed_list[0]) for arm in arms]
+
+    runs: list[RunSpec] = []
+    warnings: list[str] = []
+    for arm, points in zip(arms, resolved):
+        _expand_arm(arm, points, cli, settings.metric, seed_list, runs, warnings)
+
+    return StudySpec(
+        name=settings.name,
+        description=settings.description,
+        metric=settings.metric,
+        seeds=seed_list,
+        baseline=baseline,
+        arms=tuple(a.spec for a in arms),
+        runs=tuple(runs),
+        reference=settings.reference,
+        source=text,
+        include_baseline=settings.include_baseline,
+        cli_overrides=cli.record,
+        warnings=tuple(warnings),
+    )
+
+
+# -- [study] ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Settings:
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    metric: str
+    include_baseline: bool
+    reference: dict[str, Any]
+
+
+def _is_int(value: Any) -> bool:
+    # TOML `true` arrives as a bool, which Python counts as an int; it is never a seed.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _study_settings(table: Any) -> _Settings:
+    if table is None:
+        raise ConfigError("missing [study] table (it needs at least name = \"...\")")
+    if not isinstance(table, dict):
+        raise ConfigError("must be a table: [study]", path="study")
+    for key in table:
+        if key not in STUDY_KEYS:
+            raise ConfigError(f"unknown key (allowed: {', '.join(STUDY_KEYS)})", path=f"study.{key}")
+
+    name = table.get("name")
+    if name is None:
+        raise ConfigError("missing: every study needs a name", path="study.name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"must be a non-empty string (got {name!r})", path="study.name")
+    description = table.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"must be a string (got {description!r})", path="study.description")
+    metric = table.get("metric", "test_acc")
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r} (allowed: {', '.join(METRICS)})", path="study.metric")
+    include_baseline = table.get("include_baseline", True)
+    if not isinstance(include_baseline, bool):
+        raise ConfigError(f"must be true or false (got {include_baseline!r})", path="study.include_baseline")
+    reference = table.get("reference", {})
+    if not isinstance(reference, dict):
+        raise ConfigError(f"must be a table (got {reference!r})", path="study.reference")
+    return _Settings(name.strip(), description, _seed_list(table.get("seeds", 1)), metric, include_baseline,
+                     reference)
+
+
+def _seed_list(value: Any) -> tuple[int, ...]:
+    where = "study.seeds"
+    if _is_int(value):
+        if value < 1:
+            raise ConfigError(f"must be >= 1 (got {value}); seeds = N means seeds 0..N-1", path=where)
+        return tuple(range(value))
+    if not isinstance(value, list):
+        raise ConfigError(f"must be a count (seeds = 3) or a list of seeds (seeds = [0, 1, 2]), got {value!r}",
+                          path=where)
+    if not value:
+        raise ConfigError("empty seed list: give at least one seed", path=where)
+    for s in value:
+        if not _is_int(s) or not 0 <= s <= MAX_SEED:
+            raise ConfigError(f"seeds must be integers in [0, 2**32 - 1] (got {s!r})", path=where)
+    dups = sorted({s for s in value if value.count(s) > 1})
+    if dups:
+        raise ConfigError(f"duplicate seeds {dups}: each seed would be the same run", path=where)
+    return tuple(value)
+
+
+# -- command-line overrides -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Cli:
+    tree: dict[str, Any]
+    """--set items as a nested dict, plus epochs when --epochs is given."""
+    record: dict[str, Any]
+    """What was given, for StudySpec.cli_overrides."""
+    context: str
+    """Appended to errors they cause: " (with command-line overrides --set a=1 --epochs 2)"."""
+
+
+def _cli_overrides(overrides: list[str] | None, seeds: int | None, epochs: int | None) -> _Cli:
+    tree = parse_set(overrides)
+    for key, why in RESERVED.items():
+        if key in tree:
+            raise ConfigError(why, path=f"--set {key}")
+    for flag, value in (("--seeds", seeds), ("--epochs", epochs)):
+        if value is not None and (not _is_int(value) or value < 1):
+            raise ConfigError(f"must be an integer >= 1 (got {value!r})", path=flag)
+    if epochs is not None:
+        tree["epochs"] = epochs  # after --set: the dedicated flag wins over --set epochs=...
+    record: dict[str, Any] = {}
+    if overrides:
+        record["set"] = list(overrides)
+    if seeds is not None:
+        record["seeds"] = seeds
+    if epochs is not None:
+        record["epochs"] = epochs
+    # --seeds never makes a config invalid, so errors do not mention it.
+    shown = [f"--set {item}" for item in overrides or []] + ([f"--epochs {epochs}"] if epochs is not None else [])
+    context = f" (with command-line overrides {' '.join(shown)})" if shown else ""
+    return _Cli(tree, record, context)
+
+
+# -- [baseline] and [[arm]] -------------------------------------------------------------------------
+def _check_reserved(table: Mapping[str, Any], where: str) -> None:
+    for key, why in RESERVED.items():
+        if key in table:
+            raise ConfigError(why, path=f"{where}.{key}")
+
+
+def _baseline_table(table: Any) -> dict[str, Any]:
+    if table is None:
+        raise ConfigError("missing [baseline] table (the run config every arm starts from)")
+    if not isinstance(table, dict):
+        raise ConfigError("must be a table: [baseline]", path=BASELINE_ARM)
+    _check_reserved(table, BASELINE_ARM)
+    axes = find_axes(table, candidate_models(table, table), BASELINE_ARM)
+    if axes:
+        raise ConfigError("a list here would be a grid axis, but [baseline] is one config; "
+                          "put grids in an [[arm]]", path=f"{BASELINE_ARM}.{axes[0][0]}")
+    return table
+
+
+@dataclass
+class _Arm:
+    spec: ArmSpec
+    where: str
+    """Error path prefix: ``baseline`` or ``arm 'name'``."""
+    points: list[dict[str, Any]]
+    is_baseline: bool = False
+
+
+def _arm_tables(raw: Any, baseline: dict[str, Any], include_baseline: bool) -> list[_Arm]:
+    arms: list[_Arm] = []
+    if include_baseline:
+        spec = ArmSpec(BASELINE_ARM, "", {}, [], 0)
+        arms.append(_Arm(spec, BASELINE_ARM, [{}], is_baseline=True))
+    if raw is None:
+        return arms
+    if not isinstance(raw, list):
+        raise ConfigError("write each arm as an [[arm]] table (an array of tables), not [arm]", path="arm")
+
+    names = {a.spec.name for a in arms}
+    for i, table in enumerate(raw, start=1):
+        if not isinstance(table, dict):
+            raise ConfigError(f"must be a table (got {table!r})", path=f"arm #{i}")
+        name = table.get("name")
+        if name is None:
+            raise ConfigError("missing name: every [[arm]] needs a unique name", path=f"arm #{i}")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"name must be a non-empty string (got {name!r})", path=f"arm #{i}")
+        where = f"arm {name!r}"
+        if name in names:
+            hint = (" (the study's [baseline] is an arm named 'baseline'; rename this arm or set "
+                    "[study] include_baseline = false)") if name == BASELINE_ARM and include_baseline else ""
+            raise ConfigError(f"duplicate arm name{hint}", path=where)
+        names.add(name)
+
+        for key in table:
+            if key in ARM_KEYS:
+                continue
+            if key in RESERVED:
+                raise ConfigError(RESERVED[key], path=f"{where}.{key}")
+            if key not in RunConfig.model_fields:
+                raise ConfigError(f"unknown key (an arm takes {', '.join(ARM_KEYS)} and run config keys: "
+                                  f"{', '.join(RunConfig.model_fields)})", path=f"{where}.{key}")
+        description = table.get("description", "")
+        if not isinstance(description, str):
+            raise ConfigError(f"must be a string (got {description!r})", path=f"{where}.description")
+        zip_ = table.get("zip", False)
+        if not isinstance(zip_, bool):
+            raise ConfigError(f"must be true or false (got {zip_!r})", path=f"{where}.zip")
+
+        override = {k: v for k, v in table.items() if k not in ARM_KEYS}
+        axes = find_axes(override, candidate_models(override, baseline), where)
+        points = grid_points(axes, zip_, where)
+        spec = ArmSpec(name, description, override, [k for k, _ in axes], len(arms), zip_)
+        arms.append(_Arm(spec, where, points))
+    return arms
+
+
+# -- resolving and expanding ------------------------------------------------------------------------
+def _with_study_keys(data: Mapping[str, Any], seed: int, metric: str) -> dict[str, Any]:
+    return {**data, "seed": seed, "best_metric": metric}
+
+
+def _build(data: Mapping[str, Any], where: str, context: str = "") -> RunConfig:
+    """build_run_config with errors prefixed by ``where`` and followed by ``context``."""
+    try:
+        return build_run_config(data, where)
+    except ConfigError as e:
+        if not context:
+            raise
+        raise ConfigError(f"{e.message}{context}", path=e.path) from None
+
+
+def _point_context(point: Mapping[str, Any]) -> str:
+    return f" (grid point {format_point(point)})" if point else ""
+
+
+def _check_metric_split(cfg: RunConfig, metric: str, where: str, context: str = "") -> None:
+    # Picking the best epoch by a val_* metric needs a validation split; without one every run
+    # would fail at its first epoch, so this is an error now rather than a warning.
+    if metric.startswith("val_") and cfg.data.val_size is None and cfg.data.val_fraction is None:
+        raise ConfigError(f"[study] metric = {metric!r} needs a validation split: set data.val_size or "
+                          f"data.val_fraction{context}", path=f"{where}.data")
+
+
+def _resolve_arm(arm: _Arm, baseline: dict[str, Any], base_cfg: RunConfig, settings: _Settings,
+                 seed: int) -> list[dict[str, Any]]:
+    """The file-level config dict of each grid point, after the checks that concern the file."""
+    seen: dict[str, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for point in arm.points:
+        data = deep_merge(baseline, apply_point(arm.spec.override, point))
+        cfg = _build(_with_study_keys(data, seed, settings.metric), arm.where, _point_context(point))
+        rid = cfg.run_id()
+        if rid in seen:
+            raise ConfigError(f"grid points {format_point(seen[rid])} and {format_point(point)} resolve to "
+                              "the same config; remove one", path=arm.where)
+        seen[rid] = point
+        out.append(data)
+    # Only meaningful when the baseline is itself an arm: otherwise [baseline] is just the
+    # template and an arm equal to it is how the user names that config.
+    if settings.include_baseline and not arm.is_baseline and set(seen) == {base_cfg.run_id()}:
+        keys = leaf_paths(arm.spec.override)
+        what = (f"every key it sets ({', '.join(keys)}) resolves to the baseline's config" if keys
+                else "it sets no run config keys")
+        raise ConfigError(f"changes nothing: {what}; drop the arm or change a value", path=arm.where)
+    return out
+
+
+def _expand_arm(arm: _Arm, configs: Sequence[dict[str, Any]], cli: _Cli, metric: str,
+                seeds: tuple[int, ...], runs: list[RunSpec], warnings: list[str]) -> None:
+    """Append the arm's links (grid order, then seed order) to ``runs``."""
+    first_point: dict[str, tuple[str, dict[str, Any]]] = {}
+    for point, data in zip(arm.points, configs):
+        final = deep_merge(data, cli.tree) if cli.tree else data
+        # The values actually used: a command-line override of an axis key shows in the label.
+        axes = {k: v for k in point if (v := get_path(final, k, None)) is not None}
+        context = _point_context(point) + cli.context
+        by_seed = [_build(_with_study_keys(final, s, metric), arm.where, context) for s in seeds]
+        _check_metric_split(by_seed[0], metric, arm.where, context)
+        key = by_seed[0].run_id()
+        if key in first_point:
+            warnings.append(f"{arm.where}: with the command-line overrides, grid point {format_point(point)} "
+                            f"is the same run as {format_point(first_point[key][1])}; it is listed once")
+            continue
+        label = make_label(arm.spec.name, axes)
+        first_point[key] = (label, point)
+        for seed, cfg in zip(seeds, by_seed):
+            runs.append(RunSpec(arm.spec.name, label, seed, cfg, cfg.run_id(), dict(axes), len(runs)))

@@ -1,0 +1,75 @@
+"""One run as an executor task: a picklable payload in, plain progress events out.
+
+Executors call :func:`run_task` in whatever process they run tasks in. It opens the store itself
+(SQLite connections must not cross processes), rebuilds the config from its canonical JSON and
+calls :func:`fit`. Events carry only plain data so they can cross a process boundary.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from sweeplab.config import RunConfig
+from sweeplab.data import Dataset, load_dataset
+from sweeplab.errors import SweeplabError
+from sweeplab.store import Store
+
+from .loop import fit
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """What a worker needs to train one run."""
+
+    config_json: str
+    store_path: str
+    label: str | None = None
+    data_dir: str | None = None
+    tensorboard_dir: str | None = None
+
+
+#: The last dataset this process loaded, so a worker running many arms on one dataset loads it once.
+_dataset_memo: dict[str, Dataset] = {}
+
+
+def _dataset(cfg: RunConfig, data_dir: str | None) -> Dataset:
+    key = json.dumps([cfg.data.model_dump(mode="json", exclude={"augment", "normalize", "mean", "std"}), data_dir],
+                     sort_keys=True)
+    if key not in _dataset_memo:
+        _dataset_memo.clear()
+        _dataset_memo[key] = load_dataset(cfg.data, data_dir)
+    return _dataset_memo[key]
+
+
+def run_task(task: RunTask, emit: Emit) -> dict[str, Any]:
+    """Train (or resume) one run; returns its id, status and detail."""
+    cfg = RunConfig.model_validate_json(task.config_json)
+    writer = None
+    if task.tensorboard_dir:
+        from .tensorboard import TensorBoardWriter
+
+        writer = TensorBoardWriter(Path(task.tensorboard_dir), cfg, task.label)
+
+    def progress(event: str, info: dict[str, Any]) -> None:
+        if writer is not None:
+            writer.on_event(event, info)
+        emit(event, info)
+
+    try:
+        dataset = _dataset(cfg, task.data_dir)
+    except SweeplabError:
+        dataset = None  # fit loads it again inside its error handling and records the failure
+    with Store(task.store_path) as store:
+        try:
+            result = fit(cfg, store, dataset=dataset, data_dir=task.data_dir, progress=progress, label=task.label)
+        except SweeplabError as err:  # recorded as the run's outcome by fit; the study goes on
+            return {"run_id": cfg.run_id(), "status": "failed", "detail": str(err), "skipped": False}
+        finally:
+            if writer is not None:
+                writer.close()
+    return {"run_id": result.run_id, "status": result.status, "detail": result.detail, "skipped": result.skipped}
