@@ -142,7 +142,10 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
     eval_loaders["test"] = DeviceLoader(
         ds.x_test, ds.y_test, batch_size=cfg.eval_batch_size, shuffle=False, seed=0, device=device, **norm
     )
-    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    # A model that brings its own optimizer (the NumPy MLP updates its weights in NumPy) says so
+    # with build_optimizer(OptimConfig); every other model gets torch's.
+    own = getattr(model, "build_optimizer", None)
+    optimizer = own(cfg.optim) if callable(own) else build_optimizer(model.parameters(), cfg.optim)
     schedule = build_schedule(cfg.schedule, cfg.optim.lr, len(train_loader), cfg.epochs)
     return Setup(
         cfg=cfg, device=device, dataset=ds, model=model, optimizer=optimizer, schedule=schedule,
