@@ -50,14 +50,11 @@ def pad(x: torch.Tensor, padding: int, mode: str = "zero") -> torch.Tensor:
     h, w = x.shape[-2:]
     if padding >= min(h, w):
         raise ValueError(f"reflect padding {padding} needs images larger than {padding}x{padding}, got {h}x{w}")
-    # Index-based reflection (as numpy 'reflect': the edge pixel is not repeated): works for uint8,
-    # which F.pad's reflect mode does not accept on every backend.
-    return x.index_select(-2, _reflect_index(h, padding, x.device)).index_select(-1, _reflect_index(w, padding, x.device))
-
-
-def _reflect_index(size: int, padding: int, device: torch.device) -> torch.Tensor:
-    i = torch.arange(-padding, size + padding, device=device).abs()
-    return torch.where(i >= size, 2 * (size - 1) - i, i)
+    try:
+        return F.pad(x, (padding,) * 4, mode="reflect")
+    except (NotImplementedError, RuntimeError):
+        # A backend without integer reflection padding: go through float (exact for uint8 values).
+        return F.pad(x.float(), (padding,) * 4, mode="reflect").to(x.dtype)
 
 
 def crop_at(xp: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: int, width: int) -> torch.Tensor:

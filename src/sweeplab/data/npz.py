@@ -25,6 +25,11 @@ REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 
 
 def load_npz(path: Path, key: str = "data.path") -> Dataset:
+    if not path.is_file():
+        raise DataError(f"{path} is not a file", path=key)
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # .npz files are zip archives
+            raise DataError(f"{path} is not a .npz file (np.savez output)", path=key)
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in REQUIRED if k not in npz.files]

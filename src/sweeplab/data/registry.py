@@ -117,10 +117,12 @@ def _validation_split(ds: Dataset, cfg: DataConfig) -> Dataset:
         asked = f"val_fraction={cfg.val_fraction} ({k} examples)"
     else:
         return ds
-    if k < 1 or k >= n:
+    if k < 1:
+        raise DataError(f"{asked} of {n} training examples leaves no validation examples", path=key)
+    if k >= n:
         raise DataError(
-            f"{asked} of {n} training examples leaves "
-            + ("no validation examples" if k < 1 else f"{n - k} for training; need 1 <= val < {n}"),
+            f"{asked} but {ds.name} has only {n} training examples; the validation split must leave "
+            f"some for training (at most {n - 1})",
             path=key,
         )
     g = torch.Generator().manual_seed(cfg.split_seed)

@@ -19,7 +19,7 @@ from typing import Literal
 from torch import nn
 
 from sweeplab.errors import ConfigError
-from sweeplab.models import blocknet, mlp, recurrent, resnet, small_cnn, vgg
+from sweeplab.models import blocknet, mlp, numpy_mlp, recurrent, resnet, small_cnn, vgg
 from sweeplab.models.init import check_init, init_weights
 
 #: What a model accepts: "image" = (C, H, W) float images; "tokens" = (L,) int64 token ids;
@@ -142,6 +142,7 @@ def create_model(
 # Each line: name, builder, accepted inputs, one-line description.
 register("linear", mlp.LinearClassifier, "any", "flatten + one Linear layer (logistic regression)")
 register("mlp", mlp.MLP, "any", "multi-layer perceptron, optional BatchNorm and dropout")
+register("numpy_mlp", numpy_mlp.NumpyMLP, "any", "MLP in plain NumPy: forward, backward and SGD (reference)")
 register("tutorial_cnn", small_cnn.TutorialCNN, "image", "PyTorch CIFAR-10 tutorial CNN")
 register("simple_cnn", small_cnn.SimpleCNN, "image", "LeNet-style CNN, 5x5 + 3x3 convs")
 register("vgg", vgg.VGG, "image", "VGG-11/13/16/19 for small images, optional BatchNorm")

@@ -1,0 +1,29 @@
+"""Helpers shared by the tests: the offline CIFAR-10 copy and the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR_CANDIDATES = [
+    os.environ.get("SWEEPLAB_CIFAR10", ""),
+    str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"),
+    "/work/shared/data/cifar10-jpeg.tar.gz",
+]
+
+
+def cifar_archive() -> Path | None:
+    for c in CIFAR_CANDIDATES:
+        if c and Path(c).is_file():
+            return Path(c)
+    return None
+
+
+def sweeplab(*args: str, env: dict[str, str] | None = None, timeout: float = 600, cwd: Path | None = None):
+    """Run the real `sweeplab` console script in a subprocess."""
+    full_env = {**os.environ, **(env or {}), "COLUMNS": "200"}
+    exe = Path(sys.executable).parent / "sweeplab"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
