@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sweeplab-installed
 
-.PHONY: setup demo test test-fast test-all clean
+.PHONY: setup demo test test-slow test-all clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
 
 test-all: setup
 	$(PY) -m pytest -q

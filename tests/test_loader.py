@@ -70,7 +70,8 @@ def test_features_and_sequences():
 def test_eval_batches_do_not_alias_into_the_data():
     x = torch.randn(6, 2)
     before = x.clone()
-    for xb, _ in DeviceLoader(x, torch.zeros(6, dtype=torch.int64), batch_size=2, shuffle=False, mean=[1, 1], std=[2, 2]):
+    loader = DeviceLoader(x, torch.zeros(6, dtype=torch.int64), batch_size=2, shuffle=False, mean=[1, 1], std=[2, 2])
+    for xb, _ in loader:
         xb.mul_(0)
     assert torch.equal(x, before)
 

@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # The study subcommands register themselves on `app`.
-from . import study_cmds  # noqa: E402,F401
+from . import report_cmd, study_cmds  # noqa: E402,F401
+from . import studies_cmd  # noqa: E402,F401
 
 
 def run() -> None:

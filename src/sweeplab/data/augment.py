@@ -68,9 +68,9 @@ def crop_at(xp: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: int
     n, c, hp, wp = xp.shape
     dev = xp.device
     top, left = top.to(dev), left.to(dev)
-    plane = (torch.arange(n, device=dev)[:, None] * c + torch.arange(c, device=dev)) * hp  # (n, c)
-    rows = plane[:, :, None] + top[:, None, None] + torch.arange(height, device=dev)  # (n, c, height)
-    starts = rows * wp + left[:, None, None]
+    # Flat offset of output row r of plane (k, ch): ((k*c + ch)*hp + r)*wp, plus the sample's shift.
+    planes = torch.arange(n * c, device=dev)[:, None] * (hp * wp) + torch.arange(height, device=dev) * wp
+    starts = planes.view(n, c, height) + (top * wp + left)[:, None, None]
     flat = xp.reshape(-1)
     windows = flat.as_strided((flat.numel() - width + 1, width), (1, 1))
     return windows.index_select(0, starts.reshape(-1)).view(n, c, height, width)

@@ -43,6 +43,7 @@ import hashlib
 import io
 import logging
 import lzma
+import multiprocessing
 import os
 import tarfile
 import tempfile
@@ -76,6 +77,13 @@ def cache_dir() -> Path:
 
 
 def default_workers() -> int:
+    """Decoder processes: one per usable core (the parent's tar reading overlaps with them).
+
+    One, i.e. no pool, inside a daemonic process (a multiprocessing.Pool worker, as an executor
+    may use), which is not allowed to start children.
+    """
+    if multiprocessing.current_process().daemon:
+        return 1
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -131,29 +139,37 @@ class _DirSource:
         self.root = _find_root(path, key)
         self.files = self._list_files()
 
-    def _list_files(self) -> list[tuple[str, os.stat_result]]:
-        files = []
+    def _list_files(self) -> list[tuple[str, int, int]]:
+        """``(relative path, size, mtime_ns)`` of every non-hidden file under train/ and test/.
+
+        scandir rather than os.walk + os.stat + relpath: 3x faster, and this runs on every load.
+        """
+        files: list[tuple[str, int, int]] = []
+
+        def scan(folder: str, rel: str) -> None:
+            with os.scandir(folder) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+            for e in entries:
+                if e.is_dir():
+                    scan(e.path, f"{rel}{e.name}/")
+                else:
+                    _check_member(rel + e.name, self.path, self.key)
+                    st = e.stat()
+                    files.append((rel + e.name, st.st_size, st.st_mtime_ns))
+
         for split in _SPLITS:
-            for dirpath, dirnames, filenames in os.walk(self.root / split):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for fn in sorted(filenames):
-                    if fn.startswith("."):
-                        continue
-                    full = os.path.join(dirpath, fn)
-                    rel = os.path.relpath(full, self.root).replace(os.sep, "/")
-                    _check_member(rel, self.path, self.key)
-                    files.append((rel, os.stat(full)))
+            scan(str(self.root / split), f"{split}/")
         return files
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(b"dir\n")
-        for rel, st in self.files:
-            h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        h.update("".join(f"{rel}\t{size}\t{mtime}\n" for rel, size, mtime in self.files).encode())
         return h.hexdigest()
 
     def jobs(self) -> Iterator[tuple[str, bytes | str]]:
-        for rel, _ in self.files:
-            yield rel, str(self.root / rel)
+        root = str(self.root)
+        for rel, _, _ in self.files:
+            yield rel, f"{root}/{rel}"
 
     want_digests = True
 
@@ -316,27 +332,33 @@ def _decode_all(
     names: list[str] = []
     results: list[Future[Chunk] | Chunk] = []
     batch: list[tuple[str, bytes | str]] = []
-    pool: ProcessPoolExecutor | None = None
     held: list[tuple[str, bytes | str]] | None = None  # first chunk, kept until we know there is a second
+    pool: ProcessPoolExecutor | None = None
+    started = False
     want = source.want_digests
+
+    def submit(jobs: list[tuple[str, bytes | str]]) -> None:
+        results.append(pool.submit(decode_chunk, jobs, want) if pool else decode_chunk(jobs, want))
+
     try:
         for job in source.jobs():
             names.append(job[0])
             batch.append(job)
             if len(batch) < chunk_size:
                 continue
-            if held is None and pool is None:
-                held, batch = batch, []
-                continue
-            if pool is None:
+            if not started:
+                if held is None:
+                    held, batch = batch, []
+                    continue
                 pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-                results.append(pool.submit(decode_chunk, held, want) if pool else decode_chunk(held, want))
+                started = True
+                submit(held)
                 held = None
-            results.append(pool.submit(decode_chunk, batch, want) if pool else decode_chunk(batch, want))
+            submit(batch)
             batch = []
         for rest in (held, batch):
             if rest:
-                results.append(pool.submit(decode_chunk, rest, want) if pool else decode_chunk(rest, want))
+                submit(rest)
         chunks = [r.result() if isinstance(r, Future) else r for r in results]
     finally:
         if pool is not None:

@@ -23,9 +23,9 @@ from ..config.schema import AugmentConfig
 from ..errors import DataError
 from . import augment as aug
 
-# Bytes of prepared (float) input per chunk. On CPU, buffers up to a few tens of MB are reused by
-# the allocator; larger ones are fresh mmaps whose page faults cost more than the work done in them.
-_CHUNK_BYTES = {"cpu": 16 << 20, "default": 256 << 20}
+# Bytes of prepared (float) input per chunk: ~5,000 CIFAR images on CPU (measured: 2-3x less
+# time per image than 256-image chunks, flat beyond), most of a CIFAR epoch on accelerators.
+_CHUNK_BYTES = {"cpu": 64 << 20, "default": 512 << 20}
 _MASK64 = (1 << 64) - 1
 
 

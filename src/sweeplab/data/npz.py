@@ -90,7 +90,9 @@ def _inputs(a: np.ndarray, what: str, key: str) -> tuple[Kind, torch.Tensor]:
         elif a.shape[-1] <= 4:
             a = a.transpose(0, 3, 1, 2)  # NHWC -> NCHW
         elif a.shape[1] > 4:
-            raise DataError(f"{what} has shape {list(a.shape)}: neither NHWC nor NCHW with at most 4 channels", path=key)
+            raise DataError(
+                f"{what} has shape {list(a.shape)}: neither NHWC nor NCHW with at most 4 channels", path=key
+            )
         return "image", torch.from_numpy(np.ascontiguousarray(a))
     if a.ndim == 2 and np.issubdtype(a.dtype, np.floating):
         return "features", torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))

@@ -59,8 +59,14 @@ _REGISTRY: dict[str, tuple[Loader, str]] = {
     "cifar10": (load_cifar10, "CIFAR-10 32x32 colour images, 10 classes (torchvision, or an image-folder copy)"),
     "cifar100": (torchvision_loader("cifar100"), "CIFAR-100 32x32 colour images, 100 classes (torchvision)"),
     "mnist": (torchvision_loader("mnist"), "MNIST 28x28 handwritten digits, 10 classes (torchvision)"),
-    "fashion_mnist": (torchvision_loader("fashion_mnist"), "Fashion-MNIST 28x28 clothing images, 10 classes (torchvision)"),
-    "imagefolder": (_imagefolder, "images in data.path (directory or .tar/.tar.gz) as train/<class>/* and test/<class>/*"),
+    "fashion_mnist": (
+        torchvision_loader("fashion_mnist"),
+        "Fashion-MNIST 28x28 clothing images, 10 classes (torchvision)",
+    ),
+    "imagefolder": (
+        _imagefolder,
+        "images in data.path (directory or .tar/.tar.gz) as train/<class>/* and test/<class>/*",
+    ),
     "npz": (_npz, "arrays x_train y_train x_test y_test in the .npz file data.path (Keras layout)"),
 }
 
@@ -88,7 +94,8 @@ def load_dataset(cfg: DataConfig, data_dir: str | Path | None = None, *, downloa
     """
     entry = _REGISTRY.get(cfg.dataset)
     if entry is None:
-        raise DataError(f"unknown dataset {cfg.dataset!r}; available: {', '.join(sorted(_REGISTRY))}", path="data.dataset")
+        available = ", ".join(sorted(_REGISTRY))
+        raise DataError(f"unknown dataset {cfg.dataset!r}; available: {available}", path="data.dataset")
     ds = entry[0](cfg, resolve_data_dir(data_dir), downloads_allowed() if download is None else download)
     ds = _subsets(ds, cfg)
     return _validation_split(ds, cfg)
@@ -101,7 +108,9 @@ def _subsets(ds: Dataset, cfg: DataConfig) -> Dataset:
             continue
         have = len(getattr(ds, f"y_{split}"))
         if n > have:
-            raise DataError(f"{split}_subset={n} but {ds.name} has only {have} {split} examples", path=f"data.{split}_subset")
+            raise DataError(
+                f"{split}_subset={n} but {ds.name} has only {have} {split} examples", path=f"data.{split}_subset"
+            )
         changes[f"x_{split}"] = getattr(ds, f"x_{split}")[:n]
         changes[f"y_{split}"] = getattr(ds, f"y_{split}")[:n]
     return replace(ds, **changes) if changes else ds

@@ -61,9 +61,13 @@ class Dataset:
                     f"{_X_RANK[self.kind]}, got {x.dtype} of shape {tuple(x.shape)}"
                 )
             if y.dtype != torch.int64 or y.dim() != 1 or len(y) != len(x):
-                raise ValueError(f"{self.name} y_{split}: need int64 labels of shape ({len(x)},), got {y.dtype} {tuple(y.shape)}")
+                raise ValueError(
+                    f"{self.name} y_{split}: need int64 labels of shape ({len(x)},), got {y.dtype} {tuple(y.shape)}"
+                )
             if x.shape[1:] != self.x_train.shape[1:]:
-                raise ValueError(f"{self.name} x_{split} has shape {tuple(x.shape[1:])}, x_train {tuple(self.x_train.shape[1:])}")
+                raise ValueError(
+                    f"{self.name} x_{split} has shape {tuple(x.shape[1:])}, x_train {tuple(self.x_train.shape[1:])}"
+                )
             if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(self.classes)):
                 raise ValueError(f"{self.name} y_{split}: labels must lie in 0..{len(self.classes) - 1}")
 

@@ -138,7 +138,13 @@ def _download_or_fail(name: str, data_dir: Path, download: bool, also_looked: li
         except Exception as exc:  # noqa: BLE001 - any download failure becomes the message below
             reason = f"the download failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     looked = f"{where}" + "".join(f", {p}" for p in also_looked or [])
-    hint = f"put torchvision's {cls_name} files in {where}, or set SWEEPLAB_DATA / --data-dir to the folder holding {folder}"
+    hint = (
+        f"put torchvision's {cls_name} files in {where}, "
+        f"or set SWEEPLAB_DATA / --data-dir to the folder holding {folder}"
+    )
     if name == "cifar10":
-        hint += ", or point SWEEPLAB_CIFAR10 at an image-folder copy (directory or .tar.gz with train/<class>/ and test/<class>/)"
+        hint += (
+            ", or point SWEEPLAB_CIFAR10 at an image-folder copy "
+            "(directory or .tar.gz with train/<class>/ and test/<class>/)"
+        )
     raise DataError(f"{name} not found (looked in {looked}) and {reason}; {hint}", path="data.dataset")

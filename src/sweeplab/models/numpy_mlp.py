@@ -30,15 +30,14 @@ same weights. CPU and float arrays only: NumPy cannot reach an accelerator.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from scipy import special
 from torch import nn
-from torch.utils.flop_counter import register_flop_formula
 
 from sweeplab.errors import ConfigError
 from sweeplab.models._common import check_choice, check_int_list
@@ -71,21 +70,33 @@ def _tanh_grad(z: np.ndarray, a: np.ndarray, g: np.ndarray) -> np.ndarray:
     return g * (1 - a * a)
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    # exp of a non-positive number only: no overflow for large |z|.
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
 def _swish(z: np.ndarray) -> np.ndarray:
-    return z * special.expit(z)
+    return z * _sigmoid(z)
 
 
 def _swish_grad(z: np.ndarray, a: np.ndarray, g: np.ndarray) -> np.ndarray:
-    s = special.expit(z)
+    s = _sigmoid(z)
     return g * (s * (1 + z * (1 - s)))
 
 
+def _erf(z: np.ndarray) -> np.ndarray:
+    from scipy.special import erf  # NumPy has no erf; imported on first use (it costs ~0.3 s)
+
+    return erf(z)
+
+
 def _gelu(z: np.ndarray) -> np.ndarray:
-    return z * (0.5 * (1 + special.erf(z * _SQRT_HALF)))
+    return z * (0.5 * (1 + _erf(z * _SQRT_HALF)))
 
 
 def _gelu_grad(z: np.ndarray, a: np.ndarray, g: np.ndarray) -> np.ndarray:
-    cdf = 0.5 * (1 + special.erf(z * _SQRT_HALF))
+    cdf = 0.5 * (1 + _erf(z * _SQRT_HALF))
     pdf = np.exp(-0.5 * z * z) * _INV_SQRT_2PI
     return g * (cdf + z * pdf)
 
@@ -187,11 +198,19 @@ def _forward_op_shapes(x: torch.Tensor, params: list[torch.Tensor], activation: 
     return out
 
 
-@register_flop_formula(torch.ops.sweeplab.numpy_mlp_forward)
 def _forward_flops(x_shape: Sequence[int], param_shapes: Sequence[Sequence[int]], *args: Any,
                    **kwargs: Any) -> int:
     # As FlopCounterMode counts nn.Linear (addmm): 2 FLOPs per multiply-add, bias adds free.
     return sum(2 * x_shape[0] * out * fan_in for out, fan_in in param_shapes[0::2])
+
+
+@functools.cache
+def _register_flop_formula() -> None:
+    # On first model creation rather than at import: the FLOP counter module is slow to import,
+    # and every `sweeplab` command imports the model registry.
+    from torch.utils.flop_counter import register_flop_formula
+
+    register_flop_formula(torch.ops.sweeplab.numpy_mlp_forward)(_forward_flops)
 
 
 class _NumpyMLPFunction(torch.autograd.Function):
@@ -310,6 +329,7 @@ class NumpyMLP(nn.Module):
         activation: str = "relu",
     ) -> None:
         super().__init__()
+        _register_flop_formula()
         hidden = check_int_list("hidden", hidden)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.widths = (math.prod(input_shape), *hidden, num_classes)

@@ -9,6 +9,7 @@ confidence interval of one seed or a t-test between single runs do not exist.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -79,7 +80,10 @@ def welch(a: Summary, b: Summary) -> Comparison:
     if a.std == 0 and b.std == 0:
         # Every seed gave the same number on both sides: scipy returns nan; a t-test says nothing.
         return Comparison(diff, note="no spread over seeds, no test")
-    res = _sps.ttest_ind(a.values, b.values, equal_var=False)
+    with warnings.catch_warnings():
+        # Near-identical values on one side make scipy warn about precision; the p-value stands.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = _sps.ttest_ind(a.values, b.values, equal_var=False)
     df = getattr(res, "df", None)
     return Comparison(diff, float(res.pvalue), float(res.statistic), None if df is None else float(df))
 

@@ -1,0 +1,40 @@
+"""The ``report`` subcommand: write a study's HTML and Markdown report from the run store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from .display import console
+from .main import OutOpt, app, store_path
+from .study_cmds import pick_study
+
+
+@app.command()
+def report(
+    study: Optional[str] = typer.Argument(None, help="Study name (default: the most recently updated)."),
+    out: Path = OutOpt,
+    format: str = typer.Option("html,md", "--format", help="Comma-separated: html (one self-contained "
+                               "file), md (Markdown with PNG figures beside it)."),
+    output_dir: Optional[Path] = typer.Option(None, "--dir", help="Where to write the report "
+                                              "(default: OUT/reports/STUDY)."),
+) -> None:
+    """Write a study's report: curves, comparison table with statistics, findings, per-run appendix."""
+    from sweeplab.report import parse_formats, write_report
+    from sweeplab.store import Store
+
+    formats = parse_formats(format)  # bad formats fail before the store is opened
+    db = store_path(out)
+    with Store(db, readonly=True) as store:
+        name = pick_study(store, study)
+    target = output_dir if output_dir is not None else Path(out) / "reports" / name
+    written = write_report(db, name, target, formats=formats)
+    for kind in ("html", "md"):
+        if kind in written:
+            console.print(f"wrote {escape(str(written[kind]))}")
+    figures = sum(1 for k in written if k.startswith("figure:"))
+    if figures:
+        console.print(f"      {figures} figures in {escape(str(target / 'figures'))}")

@@ -1,0 +1,251 @@
+"""Assemble a study's report from the store, and write it as HTML and/or Markdown.
+
+``build_report`` gives every number, finding and figure as data (a :class:`Report`), so tests
+and other front ends (a dashboard) can use them without parsing HTML; ``write_report`` renders
+and writes the files. Both only read the store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweeplab.errors import ConfigError
+from sweeplab.store import Store
+
+from . import figures as figs
+from .findings import METHOD_NOTES, Finding, write_findings
+from .tables import (
+    ArmSetting,
+    Header,
+    RunData,
+    config_diff,
+    group_settings,
+    load_runs,
+    make_header,
+    rank_settings,
+    reference_config,
+)
+
+FORMATS = ("html", "md")
+FIGURES_DIR = "figures"
+_OWN_FIGURE = re.compile(r"(curve_|arm_|sweep_)[\w.-]+\.png|per_class\.png|confusion_best\.png")
+
+
+@dataclass
+class Report:
+    """Everything a report states, as data."""
+
+    header: Header
+    settings: list[ArmSetting]
+    """Comparison-table rows, in table order (best by the study metric first)."""
+    runs: list[RunData]
+    """Every (arm, run) link, in study order."""
+    findings: list[Finding]
+    figures: list[figs.Figure] = field(default_factory=list)
+    reference: dict[str, Any] = field(default_factory=dict)
+    """The study's free-form ``reference`` table as written."""
+    reference_columns: list[str] = field(default_factory=list)
+    """Reference keys matched to arm settings (shown as table columns)."""
+    base_config: dict[str, Any] = field(default_factory=dict)
+    """Flattened config that the appendix's per-run differences are relative to."""
+    notes: tuple[str, ...] = METHOD_NOTES
+
+    def setting(self, label: str) -> ArmSetting:
+        """The arm setting with this label (KeyError if none)."""
+        for s in self.settings:
+            if s.label == label:
+                return s
+        raise KeyError(label)
+
+    @property
+    def best(self) -> ArmSetting | None:
+        return next((s for s in self.settings if s.rank == 1), None)
+
+    def findings_of(self, kind: str) -> list[Finding]:
+        return [f for f in self.findings if f.kind == kind]
+
+    def config_diff(self, run: RunData) -> dict[str, Any]:
+        """What a run's config changes relative to ``base_config`` (seed left out)."""
+        return config_diff(run.config, self.base_config)
+
+
+def build_report(store: Store, study: str, *, with_figures: bool = True) -> Report:
+    """Read a study from ``store`` and compute its report (``StoreError`` if it is unknown)."""
+    record = store.get_study(study)
+    spec = record.spec
+    runs = load_runs(store, study)
+    header = make_header(record, runs)
+    settings = rank_settings(group_settings(runs, spec), header.metric)
+    reference = dict(spec.get("reference") or {})
+    columns = attach_reference(reference, settings)
+    device_is_cpu = bool(header.devices) and all(d.lower().startswith("cpu") for d in header.devices)
+    findings = write_findings(settings, header.metric, device_is_cpu)
+    report = Report(header, settings, runs, findings, [], reference, columns, reference_config(runs))
+    if with_figures:
+        report.figures = draw_figures(report)
+    return report
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", str(name).lower())
+
+
+def attach_reference(reference: Mapping[str, Any], settings: list[ArmSetting]) -> list[str]:
+    """Put published numbers from the study's ``reference`` table beside the matching settings.
+
+    Two shapes are recognised, matching arm names or setting labels loosely (case and punctuation
+    ignored, so ``ResNet-20`` matches ``resnet20``): ``{arm: value}`` or ``{arm: {column: value}}``,
+    and ``{column: {arm: value}}``. Anything else is only shown in the reference section.
+    """
+    by_name: dict[str, list[ArmSetting]] = {}
+    for s in settings:
+        for name in {_norm(s.arm), _norm(s.label)}:
+            by_name.setdefault(name, []).append(s)
+    columns: list[str] = []
+
+    def put(targets: Iterable[ArmSetting], column: str, value: Any) -> None:
+        for s in targets:
+            s.reference[column] = value
+        if column not in columns:
+            columns.append(column)
+
+    for key, value in reference.items():
+        targets = by_name.get(_norm(key))
+        if targets:
+            if isinstance(value, Mapping):
+                for column, v in value.items():
+                    put(targets, str(column), v)
+            else:
+                put(targets, "reference", value)
+        elif isinstance(value, Mapping):
+            for name, v in value.items():
+                if _norm(name) in by_name and not isinstance(v, Mapping):
+                    put(by_name[_norm(name)], str(key), v)
+    return columns
+
+
+def _slug(name: str, taken: set[str]) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "arm"
+    slug, i = base, 2
+    while slug in taken:
+        slug, i = f"{base}-{i}", i + 1
+    taken.add(slug)
+    return slug
+
+
+def draw_figures(report: Report) -> list[figs.Figure]:
+    """Every figure of the report, in the order the report shows them."""
+    settings = report.settings
+    palette = figs.styles(settings)
+    study_order = sorted(settings, key=lambda s: s.position)
+    out: list[figs.Figure] = []
+    has_lr_variation = len({v for r in report.runs for _, v in r.curve("lr")}) > 1
+    for metric, title in figs.CURVE_METRICS:
+        if metric.startswith("val_") and not report.header.has_val:
+            continue
+        if metric == "lr" and not has_lr_variation:
+            continue
+        f = figs.curve_figure(study_order, metric, title, palette)
+        if f is not None:
+            out.append(f)
+    arms: dict[str, list[ArmSetting]] = {}
+    for s in study_order:
+        arms.setdefault(s.arm, []).append(s)
+    baseline = next((s for s in settings if s.is_baseline), None)
+    taken: set[str] = set()
+    sweeps = []
+    for arm, members in arms.items():
+        slug = _slug(arm, taken)
+        f = figs.arm_figure(arm, members, palette, slug)
+        if f is not None:
+            out.append(f)
+        axis = figs.numeric_axis(members)
+        if axis is not None and any(s.final_test_acc.n or s.diverged_runs for s in members):
+            sweeps.append(figs.sweep_figure(arm, members, axis, baseline, palette, slug))
+    out += sweeps
+    f = figs.per_class_figure(settings)
+    if f is not None:
+        out.append(f)
+    best = report.best
+    if best is not None:
+        f = figs.confusion_figure(best)
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
+    """``"html,md"`` or ``("html",)`` -> validated tuple; ``ConfigError`` for anything else."""
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    out = tuple(dict.fromkeys(f.strip().lower() for f in items if f.strip()))
+    bad = [f for f in out if f not in FORMATS]
+    if bad or not out:
+        raise ConfigError(f"report formats are html and md, comma-separated (got {','.join(items) or 'nothing'})",
+                          path="--format")
+    return out
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a browser refreshing mid-write never sees half."""
+    # A plain open() (not mkstemp, which makes 0600 files) so the report gets the user's umask.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_report(db_path: Path, study: str, out_dir: Path,
+                 formats: str | Iterable[str] = FORMATS) -> dict[str, Path]:
+    """Write the study's report into ``out_dir``; returns the written files by kind.
+
+    ``report.html`` is one self-contained file (figures embedded, no network needed);
+    ``report.md`` links PNG files in ``out_dir/figures/``. Keys of the result: ``html``, ``md``
+    and ``figure:NAME`` for each PNG. Raises ``StoreError`` when there is no store or no such
+    study, ``ConfigError`` for an unknown format.
+    """
+    fmts = parse_formats(formats)
+    with Store(Path(db_path), readonly=True) as store:
+        report = build_report(store, study)
+    return save_report(report, out_dir, fmts)
+
+
+def save_report(report: Report, out_dir: Path, formats: str | Iterable[str] = FORMATS) -> dict[str, Path]:
+    """Render an already built report into ``out_dir`` (see ``write_report``)."""
+    from .render import render_html, render_markdown
+
+    fmts = parse_formats(formats)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    if "md" in fmts:
+        fig_dir = out_dir / FIGURES_DIR
+        fig_dir.mkdir(exist_ok=True)
+        names = set()
+        for f in report.figures:
+            path = fig_dir / f"{f.name}.png"
+            _write_atomic(path, f.png)
+            written[f"figure:{f.name}"] = path
+            names.add(path.name)
+        # Figures of an earlier refresh that no longer exist (an arm renamed, a sweep gone). Only
+        # names this module writes are touched, in case --dir points at a folder with other PNGs.
+        for old in fig_dir.glob("*.png"):
+            if old.name not in names and _OWN_FIGURE.fullmatch(old.name):
+                old.unlink(missing_ok=True)
+        path = out_dir / "report.md"
+        _write_atomic(path, render_markdown(report, FIGURES_DIR).encode("utf-8"))
+        written["md"] = path
+    if "html" in fmts:
+        path = out_dir / "report.html"
+        _write_atomic(path, render_html(report).encode("utf-8"))
+        written["html"] = path
+    return written

@@ -1,0 +1,384 @@
+"""From the run store to the numbers of a report: runs with their epoch rows, grouped into arm
+settings (one row of the comparison table each), and the study header.
+
+An *arm setting* is one (arm, grid point): the runs of all seeds with the same label. Its numbers
+are summaries over those runs. Conventions, stated once here and in the report:
+
+- "final" means the last epoch of a *completed* run. A diverged run has no final accuracy (its
+  last row is from before the loss blew up); it is left out of accuracy means and counted in the
+  outcomes. Interrupted, failed, pending or still running runs are not final either.
+- "best" is a run's highest test accuracy over its epochs; the row gives the mean over completed
+  runs and the median of the epochs where those maxima were reached.
+- time per epoch and train images/s are a run's *median* over epochs (the first epoch carries
+  one-off warm-up), peak memory its maximum; each is then averaged over every run that trained
+  at least one epoch, diverged ones included (their epochs were real).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweeplab.store import Store
+
+from .stats import Comparison, Summary, epochs_to_fraction, summarize, welch
+
+#: Name of the baseline arm in stored studies (``sweeplab.study.load.BASELINE_ARM``).
+BASELINE_ARM = "baseline"
+#: Config keys that never count as a difference between runs (they do not change results, or
+#: they are what the study varies by construction).
+IGNORED_CONFIG_KEYS = frozenset({"seed", "threads"})
+
+
+@dataclass(frozen=True)
+class RunData:
+    """One run as a report sees it: link (arm, label, seed), outcome, metadata and epoch rows."""
+
+    run_id: str
+    arm: str
+    label: str
+    seed: int
+    status: str
+    status_detail: str | None
+    config: dict[str, Any]
+    epochs: tuple[dict[str, Any], ...]
+    epochs_planned: int | None
+    params: int | None
+    flops: float | None
+    batch_size: int | None
+    wall_time_s: float
+    device: str | None
+    env: dict[str, Any]
+    data_source: str | None
+    data_checksum: str | None
+    started_at: str | None
+    finished_at: str | None
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        """The last epoch row of a completed run; None for any other outcome."""
+        return self.epochs[-1] if self.completed and self.epochs else None
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        """``status_detail`` parsed when it is JSON (diverged, oom), else ``{"text": ...}``."""
+        if not self.status_detail:
+            return {}
+        try:
+            parsed = json.loads(self.status_detail)
+        except ValueError:
+            return {"text": self.status_detail}
+        return parsed if isinstance(parsed, dict) else {"text": self.status_detail}
+
+    @property
+    def diverged_epoch(self) -> int | None:
+        """The epoch in which a diverged run's loss became non-finite (no row exists for it)."""
+        if self.status != "diverged":
+            return None
+        epoch = self.detail.get("epoch")
+        return int(epoch) if isinstance(epoch, (int, float)) else len(self.epochs) + 1
+
+    def curve(self, metric: str) -> list[tuple[int, float]]:
+        """``(epoch, value)`` of a metric over the run's rows, non-finite and missing values left out."""
+        out = []
+        for row in self.epochs:
+            v = row.get(metric)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                out.append((int(row["epoch"]), float(v)))
+        return out
+
+    def best(self, metric: str = "test_acc") -> tuple[int, float] | None:
+        """(epoch, value) of the run's highest ``metric`` (first such epoch), None without rows."""
+        points = self.curve(metric)
+        if not points:
+            return None
+        return max(points, key=lambda p: (p[1], -p[0]))
+
+
+@dataclass
+class ArmSetting:
+    """One row of the comparison table: an (arm, grid point) over seeds."""
+
+    arm: str
+    label: str
+    axes: dict[str, Any]
+    position: int
+    runs: list[RunData]
+    is_baseline: bool = False
+    outcomes: dict[str, int] = field(default_factory=dict)
+    params: int | None = None
+    flops: float | None = None
+    batch_size: int | None = None
+    final_test_acc: Summary = field(default_factory=Summary)
+    final_train_acc: Summary = field(default_factory=Summary)
+    final_test_loss: Summary = field(default_factory=Summary)
+    final_train_loss: Summary = field(default_factory=Summary)
+    gap: Summary = field(default_factory=Summary)
+    """Final train accuracy minus final test accuracy, per run."""
+    best_test_acc: Summary = field(default_factory=Summary)
+    best_epoch: float | None = None
+    """Median over completed runs of the epoch of each run's best test accuracy."""
+    epochs_to_95: Summary = field(default_factory=Summary)
+    epoch_time_s: Summary = field(default_factory=Summary)
+    images_per_s: Summary = field(default_factory=Summary)
+    peak_mem_mb: Summary = field(default_factory=Summary)
+    final_val_acc: Summary = field(default_factory=Summary)
+    best_val_acc: Summary = field(default_factory=Summary)
+    metric: Summary = field(default_factory=Summary)
+    """Final value of the study's metric, per completed run: what the table is sorted by."""
+    vs_baseline: Comparison | None = None
+    """Final test accuracy minus the baseline's, with Welch's test; None for the baseline itself
+    or when the study has no baseline."""
+    rank: int | None = None
+    """1 for the best setting by the study metric; None for settings without a completed run."""
+    per_class_acc: list[float] | None = None
+    """Final test accuracy of each class, mean over completed runs."""
+    confusion: list[list[int]] | None = None
+    """Final test confusion matrix (rows: true class), summed over completed runs."""
+    reference: dict[str, Any] = field(default_factory=dict)
+    """Published numbers for this setting from the study's ``reference`` table."""
+
+    @property
+    def completed_runs(self) -> list[RunData]:
+        return [r for r in self.runs if r.completed and r.epochs]
+
+    @property
+    def trained_runs(self) -> list[RunData]:
+        """Runs with at least one epoch row, whatever their outcome."""
+        return [r for r in self.runs if r.epochs]
+
+    @property
+    def diverged_runs(self) -> list[RunData]:
+        return [r for r in self.runs if r.status == "diverged"]
+
+    @property
+    def is_best(self) -> bool:
+        return self.rank == 1
+
+
+def load_runs(store: Store, study: str) -> list[RunData]:
+    """Every (arm, run) link of the study with its run's record and epoch rows, in link order."""
+    records = {r.id: r for r in store.list_runs(study=study)}
+    epochs: dict[str, list[dict[str, Any]]] = {}
+    out = []
+    for link in store.study_runs(study):
+        rec = records[link.run_id]
+        if link.run_id not in epochs:
+            epochs[link.run_id] = store.epochs(link.run_id)
+        env = rec.env
+        out.append(RunData(
+            run_id=rec.id, arm=link.arm, label=link.label or link.arm, seed=link.seed, status=rec.status,
+            status_detail=rec.status_detail, config=rec.config, epochs=tuple(epochs[link.run_id]),
+            epochs_planned=rec.epochs_planned, params=rec.params, flops=rec.flops,
+            batch_size=rec.batch_size_used, wall_time_s=rec.wall_time_s or 0.0,
+            device=env.get("device") or rec.device, env=env, data_source=rec.data_source,
+            data_checksum=rec.data_checksum, started_at=rec.started_at, finished_at=rec.finished_at,
+        ))
+    return out
+
+
+def _axes_by_label(spec: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["arm"], r["label"]): dict(r.get("axes") or {}) for r in spec.get("runs", [])}
+
+
+def group_settings(runs: list[RunData], spec: Mapping[str, Any]) -> list[ArmSetting]:
+    """One ArmSetting per (arm, label), in study order, with every number of its table row."""
+    axes = _axes_by_label(spec)
+    groups: dict[tuple[str, str], list[RunData]] = {}
+    for run in runs:
+        groups.setdefault((run.arm, run.label), []).append(run)
+    settings = [
+        ArmSetting(arm=arm, label=label, axes=axes.get((arm, label), {}), position=i, runs=members,
+                   is_baseline=arm == BASELINE_ARM)
+        for i, ((arm, label), members) in enumerate(groups.items())
+    ]
+    for s in settings:
+        _fill(s)
+    return settings
+
+
+def _first(values: list[Any]) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _final(runs: list[RunData], key: str) -> Summary:
+    return summarize([r.final.get(key) for r in runs if r.final is not None])
+
+
+def _fill(s: ArmSetting) -> None:
+    done = s.completed_runs
+    trained = s.trained_runs
+    for r in s.runs:
+        s.outcomes[r.status] = s.outcomes.get(r.status, 0) + 1
+    s.params = _first([r.params for r in s.runs])
+    s.flops = _first([r.flops for r in s.runs])
+    s.batch_size = _first([r.batch_size for r in s.runs]) or _first([r.config.get("batch_size") for r in s.runs])
+    s.final_test_acc = _final(done, "test_acc")
+    s.final_train_acc = _final(done, "train_acc")
+    s.final_test_loss = _final(done, "test_loss")
+    s.final_train_loss = _final(done, "train_loss")
+    s.final_val_acc = _final(done, "val_acc")
+    gaps = []
+    for r in done:
+        tr, te = r.final.get("train_acc"), r.final.get("test_acc")  # type: ignore[union-attr]
+        if tr is not None and te is not None:
+            gaps.append(tr - te)
+    s.gap = summarize(gaps)
+    bests = [r.best("test_acc") for r in done]
+    s.best_test_acc = summarize([b[1] for b in bests if b])
+    epochs = [b[0] for b in bests if b]
+    s.best_epoch = float(statistics.median(epochs)) if epochs else None
+    s.best_val_acc = summarize([b[1] for b in (r.best("val_acc") for r in done) if b])
+    s.epochs_to_95 = summarize([epochs_to_fraction(r.curve("test_acc"), 0.95) for r in done])
+    s.epoch_time_s = summarize([_median(r.curve("epoch_time_s")) for r in trained])
+    s.images_per_s = summarize([_median(r.curve("train_images_per_s")) for r in trained])
+    s.peak_mem_mb = summarize([max((v for _, v in r.curve("peak_mem_mb")), default=None) for r in trained])
+    per_class = [r.final.get("test_per_class_acc") for r in done]  # type: ignore[union-attr]
+    per_class = [p for p in per_class if isinstance(p, list) and p]
+    if per_class and len({len(p) for p in per_class}) == 1:
+        s.per_class_acc = [float(sum(col) / len(col)) for col in zip(*per_class)]
+    mats = [r.final.get("test_confusion") for r in done]  # type: ignore[union-attr]
+    mats = [m for m in mats if isinstance(m, list) and m]
+    if mats and len({len(m) for m in mats}) == 1:
+        k = len(mats[0])
+        s.confusion = [[int(sum(m[i][j] for m in mats)) for j in range(k)] for i in range(k)]
+
+
+def _median(curve: list[tuple[int, float]]) -> float | None:
+    return float(statistics.median(v for _, v in curve)) if curve else None
+
+
+def metric_higher_is_better(metric: str) -> bool:
+    return not metric.endswith("loss")
+
+
+def rank_settings(settings: list[ArmSetting], metric: str) -> list[ArmSetting]:
+    """Fill each setting's study-metric summary, rank and baseline comparison; return them sorted.
+
+    Sorted by the mean final value of the study metric (best first); settings without a completed
+    run keep their study order at the end.
+    """
+    for s in settings:
+        s.metric = _final(s.completed_runs, metric)
+    sign = -1.0 if metric_higher_is_better(metric) else 1.0
+    scored = sorted((s for s in settings if s.metric.n), key=lambda s: (sign * s.metric.mean, s.position))
+    for i, s in enumerate(scored, start=1):
+        s.rank = i
+    baseline = next((s for s in settings if s.is_baseline), None)
+    for s in settings:
+        if baseline is not None and s is not baseline:
+            s.vs_baseline = welch(s.final_test_acc, baseline.final_test_acc)
+    return scored + [s for s in settings if not s.metric.n]
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config dict -> ``{"optim.lr": 0.1, ...}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, dotted))
+        else:
+            out[dotted] = value
+    return out
+
+
+def reference_config(runs: list[RunData]) -> dict[str, Any]:
+    """What "the baseline" config is for config diffs, flattened.
+
+    The baseline arm's config when the study has one (seed aside, all its runs agree), else the
+    most common value of each key over the study's runs.
+    """
+    base = [r for r in runs if r.arm == BASELINE_ARM]
+    if base:
+        return flatten(base[0].config)
+    counts: dict[str, dict[str, tuple[int, Any]]] = {}
+    for r in runs:
+        for key, value in flatten(r.config).items():
+            slot = counts.setdefault(key, {})
+            tag = json.dumps(value, sort_keys=True, default=str)
+            n, _ = slot.get(tag, (0, value))
+            slot[tag] = (n + 1, value)
+    return {k: max(v.values(), key=lambda nv: nv[0])[1] for k, v in counts.items()}
+
+
+def config_diff(config: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:
+    """Keys of ``config`` whose value differs from ``reference`` (flattened, seed left out)."""
+    flat = flatten(config)
+    return {
+        k: v for k, v in flat.items()
+        if k not in IGNORED_CONFIG_KEYS and (k not in reference or reference[k] != v)
+    }
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the study was and how it ran: the report's opening lines."""
+
+    name: str
+    description: str
+    metric: str
+    seeds: tuple[int, ...]
+    started: str | None
+    finished: str | None
+    wall_time_s: float
+    """Training time summed over the study's distinct runs (resumed sessions add up)."""
+    devices: dict[str, int]
+    """Device (GPU name or CPU model) -> number of runs trained on it."""
+    versions: dict[str, dict[str, int]]
+    """Library -> version -> number of runs (several versions mean the study mixed them)."""
+    data: list[tuple[str, str, int]]
+    """(data source, checksum, number of runs) for each distinct dataset used."""
+    outcomes: dict[str, int]
+    """Status -> number of distinct runs."""
+    n_runs: int
+    cli_overrides: dict[str, Any]
+    has_val: bool
+    num_classes: int | None
+
+
+#: Environment keys shown as library versions in the header, in this order.
+VERSION_KEYS = ("sweeplab", "python", "torch", "torchvision", "numpy")
+
+
+def make_header(record: Any, runs: list[RunData]) -> Header:
+    """The header from the stored study record and its runs (distinct runs counted once)."""
+    spec = record.spec
+    unique = list({r.run_id: r for r in runs}.values())
+    devices: dict[str, int] = {}
+    versions: dict[str, dict[str, int]] = {}
+    data: dict[tuple[str, str], int] = {}
+    outcomes: dict[str, int] = {}
+    for r in unique:
+        outcomes[r.status] = outcomes.get(r.status, 0) + 1
+        if r.device:
+            devices[r.device] = devices.get(r.device, 0) + 1
+        for key in VERSION_KEYS:
+            if r.env.get(key):
+                slot = versions.setdefault(key, {})
+                slot[str(r.env[key])] = slot.get(str(r.env[key]), 0) + 1
+        if r.data_source or r.data_checksum:
+            pair = (r.data_source or "?", r.data_checksum or "?")
+            data[pair] = data.get(pair, 0) + 1
+    starts = [r.started_at for r in unique if r.started_at]
+    ends = [r.finished_at for r in unique if r.finished_at]
+    has_val = any(row.get("val_acc") is not None for r in unique for row in r.epochs)
+    ks = {len(row["test_per_class_acc"]) for r in unique for row in r.epochs[-1:]
+          if isinstance(row.get("test_per_class_acc"), list)}
+    return Header(
+        name=record.name, description=record.description or spec.get("description", ""),
+        metric=record.metric or spec.get("metric") or "test_acc", seeds=tuple(spec.get("seeds", ())),
+        started=min(starts) if starts else None, finished=max(ends) if ends else None,
+        wall_time_s=sum(r.wall_time_s for r in unique), devices=devices, versions=versions,
+        data=[(s, c, n) for (s, c), n in data.items()], outcomes=outcomes, n_runs=len(unique),
+        cli_overrides=dict(spec.get("cli_overrides") or {}), has_val=has_val,
+        num_classes=max(ks) if ks else None,
+    )
