@@ -138,7 +138,7 @@ class DeviceLoader:
             x = x.add_(self._shift) if self._shift is not None else x
             owned = True
         if self.augment is not None and self.augment.cutout:
-            x = aug.cutout(x, g, self.augment.cutout)
+            x = aug.cutout(x, g, self.augment.cutout, inplace=owned)
         return x
 
     def _normaliser(

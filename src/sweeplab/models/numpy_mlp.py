@@ -236,13 +236,14 @@ class _NumpyMLPFunction(torch.autograd.Function):
         need_x = ctx.needs_input_grad[0]
         g = grad_logits.detach().numpy().astype(weights[0].dtype, copy=False)
         dx, grad_w, grad_b = numpy_backward(g, flat, weights, pre, post, ctx.activation, need_x)
-        grads: list[torch.Tensor | None] = [None if dx is None else torch.from_numpy(dx).reshape(ctx.x_shape)]
+        grads: list[torch.Tensor | None] = [
+            None if dx is None else torch.from_numpy(dx.astype(x.dtype, copy=False)).reshape(ctx.x_shape)
+        ]
         grads.append(None)  # activation
         needs = ctx.needs_input_grad[2:]
         for i, (gw, gb) in enumerate(zip(grad_w, grad_b)):
             grads.append(torch.from_numpy(gw) if needs[2 * i] else None)
             grads.append(torch.from_numpy(gb) if needs[2 * i + 1] else None)
-        ctx.arrays = None
         return tuple(grads)
 
 

@@ -353,6 +353,7 @@ def fit(
     rows: list[dict[str, Any]] = []
     start_epoch = 1
     try:
+        store.set_status(run_id, "running", **({"worker": worker} if worker else {}))
         setup = build(cfg, data_dir, dataset)
         ds = setup.dataset
         store.update_run(
@@ -370,7 +371,6 @@ def fit(
             _set_rng_state(state["rng"])
             best_value = state.get("best_value")
             start_epoch = done + 1
-        store.set_status(run_id, "running", **({"worker": worker} if worker else {}))
         if progress:
             progress("start", {
                 "run_id": run_id, "label": label, "resumed_from": start_epoch - 1, "epochs": cfg.epochs,
