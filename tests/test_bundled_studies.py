@@ -10,9 +10,6 @@ marked ``slow``; the two that need no download stay in the default (fast) suite.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from functools import cache
@@ -20,18 +17,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import sweeplab
 
 from sweeplab.cli import studies_cmd  # noqa: F401  (registers `studies` and `show` on the app)
 from sweeplab.cli.main import main
 from sweeplab.config import RunConfig
 from sweeplab.data import load_dataset
+from sweeplab.report import write_report
 from sweeplab.store import Store
 from sweeplab.study import load_study
 from sweeplab.study.bundled import bundled_path, list_bundled
 from sweeplab.study.smoke import smoke_overrides
 from sweeplab.train.loop import make_model
-
-REPO = Path(__file__).resolve().parents[1]
 
 STUDIES = [
     "quickstart",
@@ -46,15 +43,6 @@ STUDIES = [
 ]
 #: Studies that need no download: their smoke runs are part of the fast suite.
 LOCAL = ("quickstart", "palindrome-rnn")
-
-
-def cifar10_archive() -> Path | None:
-    """The shared CIFAR-10 copy: $SWEEPLAB_CIFAR10, else ../shared/data next to the repository."""
-    candidates = [os.environ.get("SWEEPLAB_CIFAR10"), REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate).resolve()
-    return None
 
 
 def uses_cifar10(name: str) -> bool:
@@ -130,7 +118,8 @@ def test_palindrome_study_sweeps_length_for_rnn_and_lstm() -> None:
     spec = load_study(bundled_path("palindrome-rnn"))
     lengths: dict[str, set[int]] = defaultdict(set)
     for run in spec.runs:
-        assert run.config.model.name == run.arm and run.config.grad_clip == 10
+        cfg = run.config
+        assert cfg.model.name == run.arm and cfg.grad_clip == 10 and cfg.model.options()["hidden"] == 128
         lengths[run.arm].add(run.axes["data.seq_length"])
     assert dict(lengths) == {"rnn": {5, 10, 15, 20, 25, 30}, "lstm": {5, 10, 15, 20, 25, 30}}
 
@@ -138,11 +127,19 @@ def test_palindrome_study_sweeps_length_for_rnn_and_lstm() -> None:
 def test_toy_study_puts_numpy_and_torch_side_by_side() -> None:
     spec = load_study(bundled_path("toy-mlp-numpy-vs-torch"))
     by_arm = defaultdict(set)
+    options = defaultdict(list)  # (dataset, seed) -> model options of each implementation
     for run in spec.runs:
-        by_arm[run.arm].add((run.config.model.name, run.config.data.dataset))
+        cfg = run.config
+        by_arm[run.arm].add((cfg.model.name, cfg.data.dataset))
+        without_name = cfg.model.model_dump(exclude={"name"})
+        options[cfg.data.dataset, run.seed].append((without_name, cfg.model_dump(exclude={"model"})))
     assert by_arm["pytorch mlp"] == {("mlp", d) for d in ("moons", "circles", "blobs")}
     assert by_arm["numpy mlp"] == {("numpy_mlp", d) for d in ("moons", "circles", "blobs")}
     assert by_arm["cifar10 mlp 64-64-64"] == {("mlp", "cifar10"), ("numpy_mlp", "cifar10")}
+    # Side by side means the same network and run settings: only the implementation differs.
+    for key, (torch_run, numpy_run) in options.items():
+        assert torch_run == numpy_run, key
+    assert options["moons", 0][0][0]["hidden"] == [20]
 
 
 # -- the CLI ---------------------------------------------------------------------------------------
@@ -175,21 +172,15 @@ def _smoke_params():
 
 
 @pytest.mark.parametrize("name", _smoke_params())
-def test_smoke_run_end_to_end(name: str, tmp_path: Path) -> None:
-    env = {**os.environ, "SWEEPLAB_OFFLINE": "1", "SWEEPLAB_DATA": str(tmp_path / "data"), "COLUMNS": "200"}
+def test_smoke_run_end_to_end(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    env = {"SWEEPLAB_OFFLINE": "1", "SWEEPLAB_DATA": str(tmp_path / "data")}
     if name not in LOCAL:
-        archive = cifar10_archive()
-        if archive is None:
-            pytest.skip("needs the shared CIFAR-10 copy (../shared/data/cifar10-jpeg.tar.gz or $SWEEPLAB_CIFAR10)")
-        env["SWEEPLAB_CIFAR10"] = str(archive)
+        # The shared CIFAR-10 copy (../shared/data/cifar10-jpeg.tar.gz or $SWEEPLAB_CIFAR10); skips without.
+        env.update(request.getfixturevalue("cifar10_env"))
     out = tmp_path / "runs"
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "sweeplab", "run", name, "--smoke", "--out", str(out), "--workers", "1"],
-        env=env, capture_output=True, text=True, timeout=1200,
-    )
-    elapsed = time.perf_counter() - t0
-    print(f"smoke run of {name}: {elapsed:.1f} s")
+    proc = sweeplab("run", name, "--smoke", "--out", str(out), "--workers", "1", env=env, timeout=1200)
+    print(f"smoke run of {name}: {time.perf_counter() - t0:.1f} s")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     spec = load_study(bundled_path(name), overrides=smoke_overrides(bundled_path(name)), seeds=1, epochs=1)
@@ -207,12 +198,8 @@ def test_smoke_run_end_to_end(name: str, tmp_path: Path) -> None:
             assert [r["epoch"] for r in rows[link.run_id]] == [1]
             assert 0 <= rows[link.run_id][0]["test_acc"] <= 1
 
-    try:
-        from sweeplab.report import write_report
-    except ImportError as err:
-        pytest.skip(f"runs checked; no report yet: sweeplab.report.write_report is not importable ({err})")
     written = write_report(out / "sweeplab.db", name, tmp_path / "report")
     html = written["html"].read_text(encoding="utf-8")
     assert written["md"].is_file() and spec.name in html
-    if spec.reference:  # published numbers appear beside the measured ones
+    if name == "cifar10-resnet-paper":  # the paper's numbers appear beside the measured ones
         assert "8.75" in html and "test_error_pct" in html

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from sweeplab.config import RunConfig
-from sweeplab.data import Dataset, DeviceLoader, load_dataset
+from sweeplab.data import Dataset, DeviceLoader, load_dataset, normalization
 from sweeplab.models import create_model, summarize
 from sweeplab.store import Store
 
@@ -129,7 +129,8 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
         batch_size = find_max_batch_size(cfg, model, ds, device)
     batch_size = min(int(batch_size), len(ds.y_train))
 
-    norm = normalisation(cfg, ds)
+    mean, std = normalization(ds, cfg.data)
+    norm = {"mean": mean, "std": std}
     train_loader = DeviceLoader(
         ds.x_train, ds.y_train, batch_size=batch_size, shuffle=True, seed=cfg.seed, device=device,
         augment=cfg.data.augment if (cfg.data.augment.any() and ds.kind == "image") else None, **norm,
@@ -152,15 +153,6 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
         loss_fn=build_loss(cfg.loss, ds.num_classes), train_loader=train_loader, eval_loaders=eval_loaders,
         batch_size=batch_size, params=summary.total_params, flops=float(summary.flops_per_example),
     )
-
-
-def normalisation(cfg: RunConfig, ds: Dataset) -> dict[str, Any]:
-    """mean/std for the loaders: the config's, else the dataset's, or none at all."""
-    if not cfg.data.normalize or ds.kind == "sequence":
-        return {"mean": None, "std": None}
-    mean = cfg.data.mean if cfg.data.mean is not None else ds.mean
-    std = cfg.data.std if cfg.data.std is not None else ds.std
-    return {"mean": mean, "std": std}
 
 
 def _autocast(setup: Setup):
