@@ -63,3 +63,10 @@ def test_identity_ignores_key_order_defaults_and_threads():
     c = build_run_config({"epochs": 3, "optim": {"name": "sgd", "lr": 0.1}, "seed": 1})
     assert a.run_id() == b.run_id() != c.run_id()
     assert len(a.run_id()) == 12
+
+
+def test_identity_writes_model_defaults_out():
+    a = build_run_config({"model": {"name": "lstm"}})
+    b = build_run_config({"model": {"name": "lstm", "hidden": 128}})
+    c = build_run_config({"model": {"name": "lstm", "hidden": 64}})
+    assert a.run_id() == b.run_id() != c.run_id()

@@ -27,6 +27,7 @@ TOKENS = (12,)
 EXPECTED_PARAMS = {
     "linear": 30_730,  # 3072*10 + 10
     "mlp": 346_994,  # (3072*110 + 110) + (110*74 + 74) + (74*10 + 10)
+    "numpy_mlp": 346_994,  # the same layers as mlp, in NumPy
     "tutorial_cnn": 62_006,  # PyTorch tutorial
     "simple_cnn": 82_030,  # 608 + 1,168 + (576*120 + 120) + 10,164 + 850
     "vgg": 9_231_114,  # VGG-11 with BN, as in kuangliu/pytorch-cifar

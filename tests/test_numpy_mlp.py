@@ -33,9 +33,10 @@ def _one_thread():
 
 def run_config(model: str, data: dict, hidden: list[int], activation: str, **changes) -> RunConfig:
     optim = {"name": "sgd", "lr": 0.5, "momentum": 0.9, **changes.pop("optim", {})}
+    init = changes.pop("init", {"init": "normal", "init_std": 0.001})  # the N(0, 0.001), zero biases
     return RunConfig.model_validate({
         "data": data,
-        "model": {"name": model, "hidden": hidden, "activation": activation, "init": "normal", "init_std": 0.001},
+        "model": {"name": model, "hidden": hidden, "activation": activation, **init},
         "optim": optim, "batch_size": 32, "seed": 0, "device": "cpu", **changes,
     })
 
@@ -97,6 +98,20 @@ def test_first_100_losses_equal_pytorch_mlp(data, hidden, activation, changes) -
     assert expected.min() < 0.5 * expected[0]
     for t, n in zip(torch_setup.model.parameters(), numpy_setup.model.parameters()):
         torch.testing.assert_close(n, t, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.cifar
+def test_first_100_losses_equal_pytorch_mlp_on_cifar10(cifar10_env, monkeypatch) -> None:
+    # The toy study's CIFAR-10 arm: 3072-64-64-64-10, plain SGD, PyTorch's default initialisation.
+    for key, value in cifar10_env.items():
+        monkeypatch.setenv(key, value)
+    data = {"dataset": "cifar10", "train_subset": 12800, "test_subset": 100}
+    torch_setup, numpy_setup = twin_setups(data, [64, 64, 64], "relu", optim={"lr": 0.01, "momentum": 0.0},
+                                           init={"init": "default"})
+    expected = step_losses(torch_setup)
+    np.testing.assert_allclose(step_losses(numpy_setup), expected, rtol=1e-5, atol=0)
+    assert expected[-10:].mean() < expected[:10].mean() - 0.02  # it is learning
 
 
 def test_two_hidden_layers_track_pytorch_from_the_near_zero_start() -> None:

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sweeplab.errors import ConfigError
+
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -182,7 +184,9 @@ class RunConfig(Section):
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
     threads: PositiveInt | None = Field(None, description="CPU threads for this run (default: torch's).")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast on CUDA.")
-    channels_last: bool = Field(False, description="CUDA: channels_last memory format.")
+    channels_last: bool = Field(
+        True, description="channels_last memory format for convolutional models on image data (faster on CPU and CUDA)."
+    )
     grad_clip: PositiveFloat | None = Field(None, description="Clip the gradient norm to this value.")
     best_metric: str = Field("test_acc", description="Metric whose best epoch's weights are kept.")
 
@@ -218,6 +222,14 @@ class RunConfig(Section):
         """The part of the config that determines results (``threads`` does not)."""
         d = self.canonical()
         d.pop("threads", None)
+        # Model options left at their defaults are written out, so {name="lstm"} and
+        # {name="lstm", hidden=128} are the same run.
+        from sweeplab.models import model_options
+
+        try:
+            d["model"] = {**model_options(self.model.name), **d["model"]}
+        except ConfigError:  # an unknown model is reported by validation, not here
+            pass
         return d
 
     def run_id(self) -> str:

@@ -23,7 +23,7 @@ def smoke_overrides(path: str | Path) -> list[str]:
     base = data.get("baseline", {}).get("data", {})
     arms = data.get("arm", [])
     sets = [f"data.train_subset={SMOKE_TRAIN + SMOKE_VAL}", f"data.test_subset={SMOKE_TEST}",
-            f"data.train_size={SMOKE_TRAIN}", f"data.test_size={SMOKE_TEST}"]
+            f"data.train_size={SMOKE_TRAIN + SMOKE_VAL}", f"data.test_size={SMOKE_TEST}"]
     # A val_fraction scales with the subset by itself; a val_size must shrink to fit it.
     has_val_size = "val_size" in base or any("val_size" in a.get("data", {}) for a in arms)
     if has_val_size:

@@ -56,6 +56,7 @@ class Setup:
 
     cfg: RunConfig
     device: torch.device
+    channels_last: bool
     dataset: Dataset
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -119,7 +120,10 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
     model = make_model(cfg, ds)
     summary = summarize(model, ds.input_shape)
     model.to(device)
-    if cfg.channels_last and device.type == "cuda" and ds.kind == "image":
+    channels_last = cfg.channels_last and ds.kind == "image" and any(
+        isinstance(m, torch.nn.Conv2d) for m in model.modules()
+    )
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
 
     batch_size = cfg.batch_size
@@ -128,6 +132,8 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
 
         batch_size = find_max_batch_size(cfg, model, ds, device)
     batch_size = min(int(batch_size), len(ds.y_train))
+    if cfg.threads is None and device.type == "cpu":
+        torch.set_num_threads(cpu_threads(batch_size * summary.flops_per_example))
 
     mean, std = normalization(ds, cfg.data)
     norm = {"mean": mean, "std": std}
@@ -149,10 +155,27 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
     optimizer = own(cfg.optim) if callable(own) else build_optimizer(model.parameters(), cfg.optim)
     schedule = build_schedule(cfg.schedule, cfg.optim.lr, len(train_loader), cfg.epochs)
     return Setup(
-        cfg=cfg, device=device, dataset=ds, model=model, optimizer=optimizer, schedule=schedule,
+        cfg=cfg, device=device, channels_last=channels_last, dataset=ds, model=model, optimizer=optimizer, schedule=schedule,
         loss_fn=build_loss(cfg.loss, ds.num_classes), train_loader=train_loader, eval_loaders=eval_loaders,
         batch_size=batch_size, params=summary.total_params, flops=float(summary.flops_per_example),
     )
+
+
+#: Below this much work per training step (batch x FLOPs per example) a CPU run uses one thread.
+#: Measured with benchmarks/cifar_throughput.py on 2 cores: tutorial_cnn at batch 4 (5 MFLOP per
+#: step) runs as fast on one thread as on two when the machine is quiet, and several times faster
+#: when the other core is busy (another worker, the OS); at batch 64 (85 MFLOP) two threads win.
+SINGLE_THREAD_FLOPS = 32e6
+
+
+def cpu_threads(flops_per_step: float) -> int:
+    """Threads for a CPU run whose config leaves ``threads`` unset."""
+    if flops_per_step < SINGLE_THREAD_FLOPS:
+        return 1
+    return _DEFAULT_THREADS
+
+
+_DEFAULT_THREADS = torch.get_num_threads()
 
 
 def _autocast(setup: Setup):
@@ -175,7 +198,7 @@ def train_epoch(setup: Setup, epoch: int, progress: Progress | None = None) -> d
     step0 = (epoch - 1) * steps
     on_cpu = setup.device.type == "cpu"
     clip = setup.cfg.grad_clip
-    cl = setup.cfg.channels_last and setup.device.type == "cuda" and setup.dataset.kind == "image"
+    cl = setup.channels_last
     loss_sum = torch.zeros((), dtype=torch.float64, device=setup.device)
     correct = torch.zeros((), dtype=torch.int64, device=setup.device)
     seen = 0
@@ -237,7 +260,7 @@ def evaluate(setup: Setup, loader: DeviceLoader) -> dict[str, Any]:
     loss_sum = torch.zeros((), dtype=torch.float64, device=setup.device)
     n = 0
     loader.set_epoch(0)
-    cl = setup.cfg.channels_last and setup.device.type == "cuda" and setup.dataset.kind == "image"
+    cl = setup.channels_last
     for xb, yb in loader:
         if cl:
             xb = xb.contiguous(memory_format=torch.channels_last)
