@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[test]"
 	touch $(STAMP)
 
+# The quickstart study (digits, no download, about two minutes on 2 cores) and its report.
 demo: setup
-	$(VENV)/bin/sweeplab train --dataset digits --model mlp --epochs 15 --batch-size 64 --lr 0.05 --out runs/demo
+	$(VENV)/bin/sweeplab run quickstart --out runs/demo
+	$(VENV)/bin/sweeplab report quickstart --out runs/demo
+	@echo "open runs/demo/reports/quickstart/report.html (or report.md) to read the report"
 
 test: setup
 	$(PY) -m pytest -q -m "not slow"

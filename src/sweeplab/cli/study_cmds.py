@@ -155,8 +155,13 @@ def run_cmd(
                   f"{len(plan.todo)} to train) -> {db}")
     on_run_end = None
     if report:
+        last = [0.0]
+
         def on_run_end(run_id: str, info: dict[str, Any]) -> None:
-            _write_report(db, spec.name, out)
+            # A report takes seconds to build; refresh at most every REPORT_EVERY_S, and at the end.
+            if time.monotonic() - last[0] >= REPORT_EVERY_S:
+                _write_report(db, spec.name, out)
+                last[0] = time.monotonic()
 
     live = LiveDisplay(spec, plan.todo, workers or 0)
     with Live(live, console=console, refresh_per_second=4, transient=False):
@@ -169,6 +174,10 @@ def run_cmd(
                   + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if report:
         _write_report(db, spec.name, out)
+
+
+#: Minimum seconds between report refreshes of `run --report`.
+REPORT_EVERY_S = 20.0
 
 
 def _write_report(db: Path, study: str, out: Path) -> None:
