@@ -226,3 +226,38 @@ def test_checkpoint_command_writes_a_loadable_state_dict(tmp_path):
     assert meta["run_id"] == rid and meta["config"]["model"]["hidden"] == [32]
     model = create_model("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[32])
     model.load_state_dict(torch.load(tmp_path / "m.pt"))
+
+
+def test_ctrl_c_marks_the_running_run_interrupted_and_rerun_resumes(tmp_path):
+    study = write_study(tmp_path, seeds=1, epochs=6, batch=8)
+    out = tmp_path / "out"
+    db = out / "sweeplab.db"
+    exe = Path(sys.executable).parent / "sweeplab"
+    proc = subprocess.Popen([str(exe), "run", str(study), "--out", str(out), "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def one_epoch_committed() -> bool:
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+            n = con.execute("select count(*) from epochs").fetchone()[0]
+            con.close()
+            return n >= 1
+        except sqlite3.Error:
+            return False
+
+    try:
+        assert _wait_for(one_epoch_committed)
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    con = sqlite3.connect(db)
+    statuses = dict(con.execute("select status, count(*) from runs group by status"))
+    assert statuses.get("interrupted") == 1 and "running" not in statuses
+    r = sweeplab("run", str(study), "--out", str(out), "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    assert dict(con.execute("select status, count(*) from runs group by status")) == {"completed": 2}
+    assert con.execute("select count(*) from epochs").fetchone()[0] == 12
