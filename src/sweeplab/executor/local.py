@@ -55,6 +55,7 @@ class InProcessExecutor:
         if self.threads:
             import torch
 
+            os.environ["SWEEPLAB_THREADS"] = str(self.threads)
             torch.set_num_threads(self.threads)
         results: dict[str, Any] = {}
         for task in tasks:
@@ -72,6 +73,8 @@ def _init_worker(events: Any, threads: int | None) -> None:
     if threads:
         import torch
 
+        # The trainer reads the budget from the environment (it never sees the executor).
+        os.environ["SWEEPLAB_THREADS"] = str(threads)
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(1)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import random
 import time
 import traceback
@@ -169,13 +170,16 @@ SINGLE_THREAD_FLOPS = 32e6
 
 
 def cpu_threads(flops_per_step: float) -> int:
-    """Threads for a CPU run whose config leaves ``threads`` unset."""
+    """Threads for a CPU run whose config leaves ``threads`` unset: one for small steps, else
+    the process's budget (``SWEEPLAB_THREADS``, set by executors that split the cores between
+    workers; otherwise torch's default for this machine)."""
     if flops_per_step < SINGLE_THREAD_FLOPS:
         return 1
-    return _DEFAULT_THREADS
+    budget = os.environ.get("SWEEPLAB_THREADS")
+    return int(budget) if budget and budget.isdigit() and int(budget) > 0 else _TORCH_DEFAULT_THREADS
 
 
-_DEFAULT_THREADS = torch.get_num_threads()
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()
 
 
 def _autocast(setup: Setup):
