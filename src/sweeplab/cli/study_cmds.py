@@ -87,6 +87,8 @@ class LiveDisplay:
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())) or "-"
         head = (f"[bold]{escape(self.spec.name)}[/]: runs {self.done_runs}/{self.total_runs} "
                 f"({outcomes}) | epochs {self.done_epochs}/{self.total_epochs} | {elapsed:,.0f}s elapsed, ETA {eta}")
+        if not self.active:
+            return Group(head, *[escape(x) for x in self.lines[-5:]])
         table = Table(box=None, header_style="bold", pad_edge=False)
         for col in ("run", "epoch", "progress", "train loss", "train acc", "test acc"):
             table.add_column(col)
