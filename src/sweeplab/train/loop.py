@@ -28,6 +28,7 @@ import torch
 
 from sweeplab.config import RunConfig
 from sweeplab.data import Dataset, DeviceLoader, load_dataset, normalization
+from sweeplab.errors import SweeplabError
 from sweeplab.models import create_model, summarize
 from sweeplab.store import Store
 
@@ -156,8 +157,9 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
     optimizer = own(cfg.optim) if callable(own) else build_optimizer(model.parameters(), cfg.optim)
     schedule = build_schedule(cfg.schedule, cfg.optim.lr, len(train_loader), cfg.epochs)
     return Setup(
-        cfg=cfg, device=device, channels_last=channels_last, dataset=ds, model=model, optimizer=optimizer, schedule=schedule,
-        loss_fn=build_loss(cfg.loss, ds.num_classes), train_loader=train_loader, eval_loaders=eval_loaders,
+        cfg=cfg, device=device, channels_last=channels_last, dataset=ds, model=model, optimizer=optimizer,
+        schedule=schedule, loss_fn=build_loss(cfg.loss, ds.num_classes), train_loader=train_loader,
+        eval_loaders=eval_loaders,
         batch_size=batch_size, params=summary.total_params, flops=float(summary.flops_per_example),
     )
 
@@ -284,8 +286,8 @@ def evaluate(setup: Setup, loader: DeviceLoader) -> dict[str, Any]:
     }
 
 
-def epoch_row(setup: Setup, epoch: int, train: dict[str, float], train_time: float, epoch_time: float) -> dict[str, Any]:
-    """Evaluate and assemble the epoch's metrics, as stored."""
+def epoch_row(setup: Setup, epoch: int, train: dict[str, float], train_time: float) -> dict[str, Any]:
+    """Evaluate and assemble the epoch's metrics, as stored (``epoch_time_s`` is added by the caller)."""
     row: dict[str, Any] = {
         "train_loss": train["train_loss"],
         "train_acc": train["train_acc"],
@@ -299,7 +301,6 @@ def epoch_row(setup: Setup, epoch: int, train: dict[str, float], train_time: flo
             row["test_per_class_acc"] = ev["per_class_acc"]
             if setup.dataset.num_classes <= 20 or epoch == setup.cfg.epochs:
                 row["test_confusion"] = ev["confusion"]
-    row["epoch_time_s"] = epoch_time + 0.0
     row["train_images_per_s"] = train["train_samples"] / max(train_time, 1e-9)
     row["peak_mem_mb"] = peak_memory_mb(setup.device)
     return row
@@ -406,7 +407,7 @@ def fit(
             if setup.device.type == "cuda":
                 torch.cuda.synchronize(setup.device)
             t_train = time.perf_counter() - t0
-            row = epoch_row(setup, epoch, train, t_train, 0.0)
+            row = epoch_row(setup, epoch, train, t_train)
             row["epoch_time_s"] = time.perf_counter() - t0
             best_blob = None
             if _is_better(metric, row.get(metric), best_value):
@@ -430,8 +431,6 @@ def fit(
                          add_wall_time_s=time.perf_counter() - t_start - accounted)
         raise
     except Exception as err:  # noqa: BLE001 - any error of a run is that run's outcome
-        from sweeplab.errors import SweeplabError
-
         if isinstance(err, SweeplabError):
             store.set_status(run_id, "failed", str(err), add_wall_time_s=time.perf_counter() - t_start - accounted)
             raise
