@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from sweeplab.store import Store
 from sweeplab.study import parse_study
@@ -97,8 +96,8 @@ def _wait_for(cond, timeout=180.0, every=0.05):
 
 
 def test_resume_after_kill_9_matches_uninterrupted_run(tmp_path):
-    # batch 8 on digits: ~180 steps per epoch, so a kill lands mid-epoch.
-    study = write_study(tmp_path, seeds=1, epochs=4, batch=8)
+    # batch 2 on digits: ~720 steps (a few tenths of a second) per epoch, so the kill lands mid-epoch.
+    study = write_study(tmp_path, seeds=1, epochs=6, batch=2)
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     db = killed / "sweeplab.db"
     exe = Path(sys.executable).parent / "sweeplab"
@@ -121,7 +120,7 @@ def test_resume_after_kill_9_matches_uninterrupted_run(tmp_path):
 
     try:
         assert _wait_for(second_run_started), "the study never reached its second run"
-        time.sleep(0.15)  # into the middle of the next epoch
+        time.sleep(0.05)  # into the next epoch
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -134,7 +133,7 @@ def test_resume_after_kill_9_matches_uninterrupted_run(tmp_path):
     finished = [k for k, v in before.items() if v[0] == "completed"]
     interrupted = [k for k, v in before.items() if v[0] == "running"]
     assert len(finished) == 1 and len(interrupted) == 1
-    assert 1 <= before[interrupted[0]][2] < 4
+    assert 1 <= before[interrupted[0]][2] < 6
 
     r = sweeplab("run", str(study), "--out", str(killed), "--workers", "1")
     assert r.returncode == 0, r.stderr
@@ -144,7 +143,7 @@ def test_resume_after_kill_9_matches_uninterrupted_run(tmp_path):
     with Store(db, readonly=True) as store:
         after = {r.id: (r.status, r.finished_at, len(store.epochs(r.id))) for r in store.list_runs()}
     assert after[finished[0]] == before[finished[0]]  # the finished run was not retrained
-    assert all(v[0] == "completed" and v[2] == 4 for v in after.values())
+    assert all(v[0] == "completed" and v[2] == 6 for v in after.values())
     con = sqlite3.connect(db)
     dupes = con.execute("select run_id, epoch, count(*) from epochs group by run_id, epoch having count(*) > 1")
     assert dupes.fetchall() == []
@@ -229,7 +228,7 @@ def test_checkpoint_command_writes_a_loadable_state_dict(tmp_path):
 
 
 def test_ctrl_c_marks_the_running_run_interrupted_and_rerun_resumes(tmp_path):
-    study = write_study(tmp_path, seeds=1, epochs=6, batch=8)
+    study = write_study(tmp_path, seeds=1, epochs=4, batch=2)
     out = tmp_path / "out"
     db = out / "sweeplab.db"
     exe = Path(sys.executable).parent / "sweeplab"
@@ -260,4 +259,4 @@ def test_ctrl_c_marks_the_running_run_interrupted_and_rerun_resumes(tmp_path):
     r = sweeplab("run", str(study), "--out", str(out), "--workers", "1")
     assert r.returncode == 0, r.stderr
     assert dict(con.execute("select status, count(*) from runs group by status")) == {"completed": 2}
-    assert con.execute("select count(*) from epochs").fetchone()[0] == 12
+    assert con.execute("select count(*) from epochs").fetchone()[0] == 8

@@ -44,7 +44,7 @@ class AugmentConfig(Section):
     @classmethod
     def _ordered_range(cls, v: tuple[float, float]) -> tuple[float, float]:
         if not (0 < v[0] <= v[1]):
-            raise ValueError(f"must be [low, high] with 0 < low <= high")
+            raise ValueError("must be [low, high] with 0 < low <= high")
         return v
 
     def any(self) -> bool:
@@ -146,7 +146,7 @@ class ScheduleConfig(Section):
     @classmethod
     def _increasing(cls, v: list[int]) -> list[int]:
         if any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError(f"milestones must be strictly increasing")
+            raise ValueError("milestones must be strictly increasing")
         return v
 
     @model_validator(mode="after")
@@ -195,14 +195,14 @@ class RunConfig(Section):
     def _batch_size(cls, v: Any) -> Any:
         if v == "max" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
             return v
-        raise ValueError(f"must be an integer >= 1 or \"max\"")
+        raise ValueError("must be an integer >= 1 or \"max\"")
 
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
         ok = v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
         if not ok:
-            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps")
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
         return v
 
     @field_validator("best_metric")
