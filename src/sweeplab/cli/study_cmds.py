@@ -170,6 +170,8 @@ def run_cmd(
         results = run_study(spec, db, workers=workers, threads=threads, data_dir=data_dir,
                             tensorboard_dir=(out / "tensorboard") if tensorboard else None,
                             on_event=live.on_event, on_run_end=on_run_end)
+    if not console.is_terminal:
+        console.line()  # Live's final frame ends without a newline when output is not a terminal
     with Store(db, readonly=True) as store:
         counts = {k: v for k, v in store.counts_by_status(spec.name).items() if v}
     console.print(f"trained {len(results)} runs; study {spec.name}: "
