@@ -181,7 +181,7 @@ def test_dry_run_lists_runs_and_what_is_done(tmp_path):
     study = write_study(tmp_path, seeds=2, epochs=1)
     out = tmp_path / "out"
     r = sweeplab("run", str(study), "--out", str(out), "--dry-run")
-    assert r.returncode == 0 and r.stdout.count(" new ") >= 4 - 0 and "4 unique runs, 0 done" in r.stdout
+    assert r.returncode == 0 and r.stdout.count(" new ") >= 4 and "4 unique runs, 0 done" in r.stdout
     spec = parse_study(study.read_text())
     run_study(spec, out / "sweeplab.db", workers=1)
     r = sweeplab("run", str(study), "--out", str(out), "--dry-run")

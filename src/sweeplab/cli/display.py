@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from sweeplab.config import flatten
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -75,18 +77,6 @@ def config_table(config: dict[str, Any], title: str = "resolved config") -> Tabl
     for key, value in flatten(config).items():
         table.add_row(key, json.dumps(value) if not isinstance(value, str) else value)
     return table
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}."""
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            out.update(flatten(v, key))
-        else:
-            out[key] = v
-    return out
 
 
 def batch_progress() -> Progress:

@@ -120,7 +120,7 @@ def run_cmd(
     """Run a study: train every run not yet finished, in parallel, resumably."""
     from sweeplab.store import Store
     from sweeplab.study import load_study
-    from sweeplab.study.execute import plan_study, run_study
+    from sweeplab.study.execute import plan_study, prepare_study, run_study
 
     path = resolve_study_file(study)
     overrides = list(set_ or [])
@@ -150,9 +150,7 @@ def run_cmd(
         return
     if tensorboard:
         _check_tensorboard()
-    with Store(db) as store:
-        store.reset_stale_running()
-        plan = plan_study(spec, store)
+    plan = prepare_study(spec, db)
     console.print(f"study [bold]{escape(spec.name)}[/]: {len(plan.runs)} runs ({len(plan.done)} already done, "
                   f"{len(plan.todo)} to train) -> {db}")
     on_run_end = None
@@ -167,7 +165,7 @@ def run_cmd(
 
     live = LiveDisplay(spec, plan.todo, workers or 0)
     with Live(live, console=console, refresh_per_second=4, transient=False):
-        results = run_study(spec, db, workers=workers, threads=threads, data_dir=data_dir,
+        results = run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir,
                             tensorboard_dir=(out / "tensorboard") if tensorboard else None,
                             on_event=live.on_event, on_run_end=on_run_end)
     if not console.is_terminal:

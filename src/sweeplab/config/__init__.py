@@ -3,6 +3,7 @@
 from .load import (
     build_run_config,
     deep_merge,
+    flatten,
     format_validation_error,
     load_run_config,
     parse_set,
@@ -30,6 +31,7 @@ __all__ = [
     "ScheduleConfig",
     "build_run_config",
     "deep_merge",
+    "flatten",
     "format_validation_error",
     "load_run_config",
     "parse_set",

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeplab.config import flatten
 from sweeplab.store import Store
 
 from .stats import Comparison, Summary, epochs_to_fraction, summarize, welch
@@ -277,18 +278,6 @@ def rank_settings(settings: list[ArmSetting], metric: str) -> list[ArmSetting]:
         if baseline is not None and s is not baseline:
             s.vs_baseline = welch(s.final_test_acc, baseline.final_test_acc)
     return scored + [s for s in settings if not s.metric.n]
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config dict -> ``{"optim.lr": 0.1, ...}`` (lists stay values)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, dotted))
-        else:
-            out[dotted] = value
-    return out
 
 
 def reference_config(runs: list[RunData]) -> dict[str, Any]:

@@ -59,10 +59,19 @@ def plan_study(spec: StudySpec, store: Store | None) -> StudyPlan:
     return plan
 
 
+def prepare_study(spec: StudySpec, store_path: str | Path) -> StudyPlan:
+    """Mark runs left ``running`` by dead processes, record the study, and plan what is left."""
+    with Store(store_path) as store:
+        store.reset_stale_running()
+        record_study(spec, store)
+        return plan_study(spec, store)
+
+
 def run_study(
     spec: StudySpec,
     store_path: str | Path,
     *,
+    plan: StudyPlan | None = None,
     workers: int | None = None,
     threads: int | None = None,
     data_dir: str | Path | None = None,
@@ -70,12 +79,13 @@ def run_study(
     on_event: OnEvent | None = None,
     on_run_end: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train every run of the study that is not finished; returns run id -> task result."""
+    """Train every run of the study that is not finished; returns run id -> task result.
+
+    ``plan`` is :func:`prepare_study`'s result when the caller already has it.
+    """
     store_path = Path(store_path)
-    with Store(store_path) as store:
-        store.reset_stale_running()
-        record_study(spec, store)
-        plan = plan_study(spec, store)
+    if plan is None:
+        plan = prepare_study(spec, store_path)
     todo = plan.todo
     if not todo:
         return {}

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sweeplab.config import ModelConfig, RunConfig, set_path
+from sweeplab.config import ModelConfig, RunConfig, flatten, set_path
 from sweeplab.errors import ConfigError
 
 #: An axis: dotted key and the values it takes, in the order written.
@@ -177,14 +177,7 @@ def get_path(tree: Mapping[str, Any], dotted: str, default: Any = _MISSING) -> A
 
 def leaf_paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Dotted paths of every non-table value in ``tree``, in order."""
-    out: list[str] = []
-    for key, value in tree.items():
-        dotted = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, Mapping) and value:
-            out.extend(leaf_paths(value, dotted))
-        else:
-            out.append(dotted)
-    return out
+    return list(flatten(tree, prefix))
 
 
 # -- naming points ----------------------------------------------------------------------------------
