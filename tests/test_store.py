@@ -658,3 +658,26 @@ def test_store_refuses_use_across_fork(store):
     store.commit_epoch("r1", 1, {}, b"x")  # the parent's connection still works
     assert store.last_epoch("r1") == 1
     assert store.load_checkpoint("r1") == (1, b"x")
+
+
+def _open_fresh_worker(path: str, barrier) -> None:
+    barrier.wait()
+    with Store(path):
+        pass
+
+
+def test_many_processes_creating_one_store_at_once_all_open_it(tmp_path):
+    # Regression: a process reading the header while another committed the new schema once saw
+    # application_id from before and user_version from after, and called the file foreign.
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(30):
+        path = str(tmp_path / str(trial) / "sweeplab.db")
+        barrier = ctx.Barrier(6)
+        procs = [ctx.Process(target=_open_fresh_worker, args=(path, barrier)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        assert [p.exitcode for p in procs] == [0] * 6, f"trial {trial}"
+        with Store(path, readonly=True) as s:  # raises unless the schema is complete
+            assert s.list_runs() == []

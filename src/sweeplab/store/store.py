@@ -704,8 +704,11 @@ class Store:
         where = str(self.path)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            # Both header fields in one read transaction: another process creating the store
+            # commits them together, and reading them apart could see one before and one after.
+            with self._transaction(conn, write=False):
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as err:
             raise StoreError(
                 f"not a SQLite database ({err}); give the path of a sweeplab run store", where
