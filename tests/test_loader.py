@@ -138,6 +138,21 @@ def test_augmentation_is_reproducible_per_epoch():
     assert not torch.equal(first_batch(a), first_batch(b))
 
 
+@pytest.mark.parametrize("augment", [None, AugmentConfig(crop_padding=2, hflip=True, cutout=3)])
+def test_channels_last_batches_hold_the_same_values(augment):
+    x = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8)
+    y = torch.arange(40)
+    kw = dict(batch_size=16, shuffle=True, seed=3, augment=augment, mean=MEAN, std=STD, chunk_size=32)
+    plain, nhwc = DeviceLoader(x, y, **kw), DeviceLoader(x, y, channels_last=True, **kw)
+    for (xa, ya), (xb, yb) in zip(plain, nhwc, strict=True):
+        assert xa.is_contiguous() and not xa.is_contiguous(memory_format=torch.channels_last)
+        assert xb.is_contiguous(memory_format=torch.channels_last) and not xb.is_contiguous()
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    features = DeviceLoader(torch.randn(8, 5), torch.zeros(8, dtype=torch.int64), batch_size=4, shuffle=False,
+                            channels_last=True)
+    assert first_batch(features).is_contiguous()  # only images change memory order
+
+
 # -- augmentations: per-sample parameters ----------------------------------------------------------
 def loader_for(cfg: AugmentConfig | None, n: int = 32, seed: int = 0, **kw) -> DeviceLoader:
     x = kw.pop("x", None)

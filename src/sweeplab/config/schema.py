@@ -185,7 +185,9 @@ class RunConfig(Section):
     threads: PositiveInt | None = Field(None, description="CPU threads for this run (default: torch's).")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast on CUDA.")
     channels_last: bool = Field(
-        True, description="channels_last memory format for convolutional models on image data (faster on CPU and CUDA)."
+        True,
+        description="channels_last memory format for convolutional models on image data (faster on CPU and "
+        "CUDA); CPU steps under 6 MFLOP train with PyTorch's native NCHW kernels instead, faster there.",
     )
     grad_clip: PositiveFloat | None = Field(None, description="Clip the gradient norm to this value.")
     best_metric: str = Field("test_acc", description="Metric whose best epoch's weights are kept.")

@@ -23,9 +23,12 @@ from ..config.schema import AugmentConfig
 from ..errors import DataError
 from . import augment as aug
 
-# Bytes of prepared (float) input per chunk: ~5,000 CIFAR images on CPU (measured: 2-3x less
-# time per image than 256-image chunks, flat beyond), most of a CIFAR epoch on accelerators.
-_CHUNK_BYTES = {"cpu": 64 << 20, "default": 512 << 20}
+# Bytes of prepared (float) input per chunk: ~1,000 CIFAR images on CPU, most of a CIFAR epoch on
+# accelerators. On the CPU, chunks past ~30 MB are fresh mmap()s that page-fault on every touch:
+# measured (benchmarks/loader_chunks.py, CIFAR-sized uint8, 2 cores) 1,000-image chunks gave
+# 1.4-3x the images/s of 5,000-image ones at batch 4, 64 and 128, with and without augmentation,
+# and 256-image chunks lose again once augmentation runs (more, smaller ops).
+_CHUNK_BYTES = {"cpu": 12 << 20, "default": 512 << 20}
 _MASK64 = (1 << 64) - 1
 
 
@@ -59,6 +62,7 @@ class DeviceLoader:
         std: Sequence[float] | None = None,
         drop_last: bool = False,
         chunk_size: int | None = None,
+        channels_last: bool = False,
     ):
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
@@ -78,6 +82,11 @@ class DeviceLoader:
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
+        # Image batches in NHWC memory order for channels_last models: converted with the uint8 ->
+        # float pass over the whole chunk, so the training step does not copy each batch again.
+        self.memory_format = (
+            torch.channels_last if channels_last and self.kind == "image" else torch.contiguous_format
+        )
         self.epoch = 0
         self._scale, self._shift = self._normaliser(mean, std)
         per_sample = 4 * max(1, int(np.prod(x.shape[1:])))
@@ -131,8 +140,9 @@ class DeviceLoader:
             x0 = x
             x = aug.geometric(x, g, self.augment)
             owned = owned or x is not x0
-        if x.dtype != torch.float32:
-            x, owned = x.to(torch.float32), True  # uint8 -> float, or float64 features
+        if x.dtype != torch.float32 or not x.is_contiguous(memory_format=self.memory_format):
+            # uint8 -> float (or float64 features), in the batches' memory order, in one pass
+            x, owned = x.to(torch.float32, memory_format=self.memory_format), True
         if self._scale is not None:
             x = x.mul_(self._scale) if owned else x * self._scale
             x = x.add_(self._shift) if self._shift is not None else x

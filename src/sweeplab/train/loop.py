@@ -59,6 +59,8 @@ class Setup:
     cfg: RunConfig
     device: torch.device
     channels_last: bool
+    #: Train with PyTorch's native convolution kernels instead of oneDNN's (tiny CPU steps).
+    native_conv: bool
     dataset: Dataset
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -122,11 +124,6 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
     model = make_model(cfg, ds)
     summary = summarize(model, ds.input_shape)
     model.to(device)
-    channels_last = cfg.channels_last and ds.kind == "image" and any(
-        isinstance(m, torch.nn.Conv2d) for m in model.modules()
-    )
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
 
     batch_size = cfg.batch_size
     if batch_size == "max":
@@ -134,22 +131,31 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
 
         batch_size = find_max_batch_size(cfg, model, ds, device)
     batch_size = min(int(batch_size), len(ds.y_train))
+    step_flops = batch_size * summary.flops_per_example
     if cfg.threads is None and device.type == "cpu":
-        torch.set_num_threads(cpu_threads(batch_size * summary.flops_per_example))
+        torch.set_num_threads(cpu_threads(step_flops))
+    has_conv = ds.kind == "image" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    native_conv = has_conv and device.type == "cpu" and step_flops < NATIVE_CONV_FLOPS
+    channels_last = cfg.channels_last and has_conv and not native_conv
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
 
     mean, std = normalization(ds, cfg.data)
     norm = {"mean": mean, "std": std}
     train_loader = DeviceLoader(
         ds.x_train, ds.y_train, batch_size=batch_size, shuffle=True, seed=cfg.seed, device=device,
-        augment=cfg.data.augment if (cfg.data.augment.any() and ds.kind == "image") else None, **norm,
+        augment=cfg.data.augment if (cfg.data.augment.any() and ds.kind == "image") else None,
+        channels_last=channels_last, **norm,
     )
     eval_loaders = {}
     if ds.x_val is not None:
         eval_loaders["val"] = DeviceLoader(
-            ds.x_val, ds.y_val, batch_size=cfg.eval_batch_size, shuffle=False, seed=0, device=device, **norm
+            ds.x_val, ds.y_val, batch_size=cfg.eval_batch_size, shuffle=False, seed=0, device=device,
+            channels_last=channels_last, **norm,
         )
     eval_loaders["test"] = DeviceLoader(
-        ds.x_test, ds.y_test, batch_size=cfg.eval_batch_size, shuffle=False, seed=0, device=device, **norm
+        ds.x_test, ds.y_test, batch_size=cfg.eval_batch_size, shuffle=False, seed=0, device=device,
+        channels_last=channels_last, **norm,
     )
     # A model that brings its own optimizer (the NumPy MLP updates its weights in NumPy) says so
     # with build_optimizer(OptimConfig); every other model gets torch's.
@@ -157,7 +163,7 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
     optimizer = own(cfg.optim) if callable(own) else build_optimizer(model.parameters(), cfg.optim)
     schedule = build_schedule(cfg.schedule, cfg.optim.lr, len(train_loader), cfg.epochs)
     return Setup(
-        cfg=cfg, device=device, channels_last=channels_last, dataset=ds, model=model, optimizer=optimizer,
+        cfg=cfg, device=device, channels_last=channels_last, native_conv=native_conv, dataset=ds, model=model, optimizer=optimizer,
         schedule=schedule, loss_fn=build_loss(cfg.loss, ds.num_classes), train_loader=train_loader,
         eval_loaders=eval_loaders,
         batch_size=batch_size, params=summary.total_params, flops=float(summary.flops_per_example),
@@ -169,6 +175,13 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
 #: step) runs as fast on one thread as on two when the machine is quiet, and several times faster
 #: when the other core is busy (another worker, the OS); at batch 64 (85 MFLOP) two threads win.
 SINGLE_THREAD_FLOPS = 32e6
+
+#: Below this many forward FLOPs per training step a CPU run trains with PyTorch's native (NCHW)
+#: convolution kernels instead of oneDNN's, whose per-call set-up dominates such tiny steps.
+#: Measured (1 s of steps each, median of 3, fused SGD): tutorial_cnn at batch 1 (1.3 MFLOP)
+#: 1.4x faster, at batch 4 (5 MFLOP) 1.13-1.28x on one thread; simple_cnn at batch 4 1.05x; at
+#: batch 8 (10 MFLOP) native is 0.8x and at batch 32 0.4-0.5x, resnet20 at batch 1 (82 MFLOP) a tie.
+NATIVE_CONV_FLOPS = 6e6
 
 
 def cpu_threads(flops_per_step: float) -> int:
@@ -197,6 +210,18 @@ def train_epoch(setup: Setup, epoch: int, progress: Progress | None = None) -> d
     loss is checked (a float read costs nothing there); on an accelerator only every 25 steps and
     at the end, to avoid a device sync per step.
     """
+    if not setup.native_conv:
+        return _train_epoch(setup, epoch, progress)
+    # A process-wide switch: set for this epoch only, so evaluation (large batches) keeps oneDNN.
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        return _train_epoch(setup, epoch, progress)
+    finally:
+        torch.backends.mkldnn.enabled = before
+
+
+def _train_epoch(setup: Setup, epoch: int, progress: Progress | None) -> dict[str, float]:
     model, opt, loader, sched = setup.model, setup.optimizer, setup.train_loader, setup.schedule
     model.train()
     loader.set_epoch(epoch)
