@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import os
 import signal
 import sqlite3
@@ -84,6 +85,13 @@ def test_diverging_and_failing_arms_do_not_stop_the_study(tmp_path):
     n = dict(con.execute("select sr.arm, count(e.epoch) from study_runs sr left join epochs e on e.run_id = sr.run_id "
                          "group by sr.arm"))
     assert n["baseline"] == 3 and n["linear"] == 3 and n["blow up"] == 0
+    # Output to a pipe, not a terminal: one plain progress line per run as it finishes.
+    lines = [line for line in r.stdout.splitlines() if re.match(r"\[\d/4\] ", line)]
+    assert [line[:5] for line in lines] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"], r.stdout
+    assert sum(": completed, test acc " in line for line in lines) == 2
+    assert sum(": diverged, " in line for line in lines) == 1
+    assert sum(": failed, " in line and "/nonexistent/data.npz" in line for line in lines) == 1
+    assert "epochs 6/" in lines[-1] and "elapsed" in lines[-1]
 
 
 def _wait_for(cond, timeout=180.0, every=0.05):

@@ -7,6 +7,7 @@ import io
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
@@ -48,10 +49,15 @@ def pick_study(store, name: str | None) -> str:
 
 
 class LiveDisplay:
-    """Overall progress (runs done/total, ETA) and one line per active run."""
+    """Overall progress (runs done/total, ETA) and one line per active run.
 
-    def __init__(self, spec, todo, workers: int):
-        self.spec, self.workers = spec, workers
+    On a terminal it is a rich ``Live`` renderable. With ``plain=True`` (output to a file or a
+    pipe, e.g. ``sweeplab run ... > log``) it prints one line per finished run instead, so a log
+    of a long study shows its progress as it goes rather than only the last frame.
+    """
+
+    def __init__(self, spec, todo, workers: int, *, plain: bool = False):
+        self.spec, self.workers, self.plain = spec, workers, plain
         self.labels = {r.run_id: r.label for r in todo}
         self.total_runs = len(todo)
         self.total_epochs = sum(r.config.epochs for r in todo)
@@ -73,20 +79,28 @@ class LiveDisplay:
             a.update(epoch=info["epoch"], row=info["row"], step=0)
             self.done_epochs += 1
         elif event == "end":
-            self.active.pop(run_id, None)
+            finished = self.active.pop(run_id, a)
             self.done_runs += 1
             self.outcomes[info["status"]] = self.outcomes.get(info["status"], 0) + 1
+            detail = _outcome_detail(info.get("detail"))
             if info["status"] != "completed":
-                detail = info.get("detail") or ""
-                self.lines.append(f"{self.labels.get(run_id, run_id)} [{run_id}]: {info['status']} {detail[:200]}")
+                self.lines.append(f"{self.labels.get(run_id, run_id)} [{run_id}]: {info['status']} {detail}")
+            if self.plain:
+                row = finished.get("row", {})
+                result = f"test acc {fmt(row.get('test_acc'), '{:.2%}')}" if info["status"] == "completed" else detail
+                console.print(f"[{self.done_runs}/{self.total_runs}] {finished['label']} [{run_id}]: "
+                              f"{info['status']}, {result} | {self._progress()}", markup=False, highlight=False)
 
-    def __rich__(self) -> Group:
+    def _progress(self) -> str:
         elapsed = time.monotonic() - self.t0
         frac = self.done_epochs / max(1, self.total_epochs)
         eta = f"{elapsed / frac * (1 - frac):,.0f}s" if frac > 0.02 else "?"
+        return f"epochs {self.done_epochs}/{self.total_epochs} | {elapsed:,.0f}s elapsed, ETA {eta}"
+
+    def __rich__(self) -> Group:
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())) or "-"
         head = (f"[bold]{escape(self.spec.name)}[/]: runs {self.done_runs}/{self.total_runs} "
-                f"({outcomes}) | epochs {self.done_epochs}/{self.total_epochs} | {elapsed:,.0f}s elapsed, ETA {eta}")
+                f"({outcomes}) | {self._progress()}")
         if not self.active:
             return Group(head, *[escape(x) for x in self.lines[-5:]])
         table = Table(box=None, header_style="bold", pad_edge=False)
@@ -100,6 +114,21 @@ class LiveDisplay:
                           fmt(row.get("train_loss"), "{:.4f}"), fmt(row.get("train_acc"), "{:.2%}"),
                           fmt(row.get("test_acc"), "{:.2%}"))
         return Group(head, table, *[escape(x) for x in self.lines[-5:]])
+
+
+def _outcome_detail(detail: str | None) -> str:
+    """A run's status detail for one line: diverged/oom details are JSON, failures plain text."""
+    if not detail:
+        return ""
+    try:
+        info = json.loads(detail)
+    except ValueError:
+        return detail.splitlines()[0][:200]
+    if isinstance(info, dict) and "reason" in info:
+        return str(info["reason"])[:200]
+    if isinstance(info, dict) and "batch_size" in info:
+        return f"out of memory at batch size {info['batch_size']}"
+    return detail[:200]
 
 
 @app.command("run")
@@ -163,13 +192,12 @@ def run_cmd(
                 _write_report(db, spec.name, out)
                 last[0] = time.monotonic()
 
-    live = LiveDisplay(spec, plan.todo, workers or 0)
-    with Live(live, console=console, refresh_per_second=4, transient=False):
+    live = LiveDisplay(spec, plan.todo, workers or 0, plain=not console.is_terminal)
+    shown = Live(live, console=console, refresh_per_second=4, transient=False) if console.is_terminal else nullcontext()
+    with shown:
         results = run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir,
                             tensorboard_dir=(out / "tensorboard") if tensorboard else None,
                             on_event=live.on_event, on_run_end=on_run_end)
-    if not console.is_terminal:
-        console.line()  # Live's final frame ends without a newline when output is not a terminal
     with Store(db, readonly=True) as store:
         counts = {k: v for k, v in store.counts_by_status(spec.name).items() if v}
     console.print(f"trained {len(results)} runs; study {spec.name}: "

@@ -124,4 +124,5 @@ def run_study(
                 if store.get_run(run_id)["status"] not in FINAL_STATUSES:
                     store.set_status(run_id, "failed", c.reason)
                 results[run_id] = {"run_id": run_id, "status": "failed", "detail": c.reason, "skipped": False}
+                relay(run_id, "end", {"run_id": run_id, "status": "failed", "detail": c.reason})
     return results

@@ -68,7 +68,9 @@ def run_task(task: RunTask, emit: Emit) -> dict[str, Any]:
         try:
             result = fit(cfg, store, dataset=dataset, data_dir=task.data_dir, progress=progress, label=task.label)
         except SweeplabError as err:  # recorded as the run's outcome by fit; the study goes on
-            return {"run_id": cfg.run_id(), "status": "failed", "detail": str(err), "skipped": False}
+            failed = {"run_id": cfg.run_id(), "status": "failed", "detail": str(err)}
+            emit("end", failed)
+            return {**failed, "skipped": False}
         finally:
             if writer is not None:
                 writer.close()
