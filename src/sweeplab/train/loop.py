@@ -163,8 +163,8 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
     optimizer = own(cfg.optim) if callable(own) else build_optimizer(model.parameters(), cfg.optim)
     schedule = build_schedule(cfg.schedule, cfg.optim.lr, len(train_loader), cfg.epochs)
     return Setup(
-        cfg=cfg, device=device, channels_last=channels_last, native_conv=native_conv, dataset=ds, model=model, optimizer=optimizer,
-        schedule=schedule, loss_fn=build_loss(cfg.loss, ds.num_classes), train_loader=train_loader,
+        cfg=cfg, device=device, channels_last=channels_last, native_conv=native_conv, dataset=ds, model=model,
+        optimizer=optimizer, schedule=schedule, loss_fn=build_loss(cfg.loss, ds.num_classes), train_loader=train_loader,
         eval_loaders=eval_loaders,
         batch_size=batch_size, params=summary.total_params, flops=float(summary.flops_per_example),
     )
