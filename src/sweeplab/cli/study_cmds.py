@@ -59,6 +59,7 @@ class LiveDisplay:
     def __init__(self, spec, todo, workers: int, *, plain: bool = False):
         self.spec, self.workers, self.plain = spec, workers, plain
         self.labels = {r.run_id: r.label for r in todo}
+        self.planned = {r.run_id: r.config.epochs for r in todo}
         self.total_runs = len(todo)
         self.total_epochs = sum(r.config.epochs for r in todo)
         self.done_runs = 0
@@ -81,6 +82,8 @@ class LiveDisplay:
         elif event == "end":
             finished = self.active.pop(run_id, a)
             self.done_runs += 1
+            # A run that stopped early (diverged, failed) will not train its remaining epochs.
+            self.total_epochs -= max(0, self.planned.get(run_id, 0) - finished["epoch"])
             self.outcomes[info["status"]] = self.outcomes.get(info["status"], 0) + 1
             detail = _outcome_detail(info.get("detail"))
             if info["status"] != "completed":
@@ -89,7 +92,8 @@ class LiveDisplay:
                 row = finished.get("row", {})
                 result = f"test acc {fmt(row.get('test_acc'), '{:.2%}')}" if info["status"] == "completed" else detail
                 console.print(f"[{self.done_runs}/{self.total_runs}] {finished['label']} [{run_id}]: "
-                              f"{info['status']}, {result} | {self._progress()}", markup=False, highlight=False)
+                              f"{info['status']}, {result} | {self._progress()}",
+                              markup=False, highlight=False, soft_wrap=True)  # one line each, for logs
 
     def _progress(self) -> str:
         elapsed = time.monotonic() - self.t0
