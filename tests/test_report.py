@@ -60,7 +60,7 @@ model = { name = "linear" }
 
 [[arm]]
 name = "lr"
-optim = { lr = [0.01, 1000.0] }
+optim = { lr = [0.01, 0.1, 1000.0] }
 
 [[arm]]
 name = "exploding lr"
@@ -215,6 +215,16 @@ def test_summaries_and_tests_say_when_they_cannot_be_computed():
     assert welch(summarize([0.5, 0.5]), summarize([0.6, 0.6])).p is None
 
 
+def test_table_ci_is_cut_to_the_possible_range_but_the_statistics_are_not():
+    from sweeplab.report.render import acc_ci
+
+    s = summarize([0.2, 1.0, 1.0])  # three seeds far apart: the t-interval passes both ends
+    assert s.ci_low < 0 and s.ci_high > 1
+    assert acc_ci(s) == "[0.00, 100.00]"
+    inside = summarize([0.90, 0.92, 0.94])
+    assert acc_ci(inside) == f"[{100 * inside.ci_low:.2f}, {100 * inside.ci_high:.2f}]"
+
+
 @pytest.mark.parametrize("correct", [36, 44, 45, 46, 60])
 def test_chance_threshold_is_the_binomial_test(correct):
     counts = [36] * 10  # 360 test examples, balanced: chance 10%
@@ -268,6 +278,22 @@ def test_best_and_baseline_findings_cite_welch_p(study):
             continue
         p = f"p={c.p:.2f}" if c.p >= 0.01 else (f"p={c.p:.3f}" if c.p >= 0.001 else "p<0.001")
         assert f"{s.label} (" in base and p in base
+
+
+def test_sweep_finding_is_the_spearman_test_on_the_stored_runs(study, raw):
+    (f,) = study.report.findings_of("sweep")  # "batch size" has two values only: no trend claimed
+    assert set(f.subjects) == {"lr: optim.lr=0.01", "lr: optim.lr=0.1", CHANCE}
+    xs, ys = [], []
+    for lr in (0.01, 0.1, 1000.0):
+        finals = _finals(raw[f"lr: optim.lr={lr}"], "test_acc")
+        xs += [lr] * len(finals)
+        ys += finals
+    rho, p = sps.spearmanr(xs, ys)
+    assert f"Spearman ρ={rho:.2f} over {len(ys)} runs" in f.text
+    assert ("falls as optim.lr grows" in f.text) == (p < 0.05 and rho < 0)
+    assert ("No monotonic trend" in f.text) == (p >= 0.05)
+    assert f.text.startswith("lr: final test accuracy against optim.lr goes from ")
+    assert "at 1000.0," in f.text
 
 
 def test_batch_size_finding_compares_time_per_epoch(study):

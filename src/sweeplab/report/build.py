@@ -28,6 +28,7 @@ from .tables import (
     group_settings,
     load_runs,
     make_header,
+    numeric_axis,
     rank_settings,
     reference_config,
 )
@@ -165,7 +166,7 @@ def draw_figures(report: Report) -> list[figs.Figure]:
         f = figs.arm_figure(arm, members, palette, slug)
         if f is not None:
             out.append(f)
-        axis = figs.numeric_axis(members)
+        axis = numeric_axis(members)
         if axis is not None and any(s.final_test_acc.n or s.diverged_runs for s in members):
             sweeps.append(figs.sweep_figure(arm, members, axis, baseline, palette, slug))
     out += sweeps

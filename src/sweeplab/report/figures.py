@@ -229,16 +229,6 @@ def arm_figure(arm: str, settings: Sequence[ArmSetting], palette: dict[str, Styl
     return Figure(f"arm_{slug}", f"Arm {arm}", caption, png, "arms")
 
 
-def numeric_axis(settings: Sequence[ArmSetting]) -> str | None:
-    """The one grid axis of an arm whose values are all numbers (bools excluded), else None."""
-    keys = list(dict.fromkeys(k for s in settings for k in s.axes))
-    numeric = [k for k in keys if all(isinstance(s.axes.get(k), (int, float)) and not isinstance(s.axes.get(k), bool)
-                                      for s in settings)]
-    values = {k: {s.axes[k] for s in settings} for k in numeric}
-    numeric = [k for k in numeric if len(values[k]) >= 2]
-    return numeric[0] if len(numeric) == 1 else None
-
-
 def sweep_figure(arm: str, settings: Sequence[ArmSetting], axis: str, baseline: ArmSetting | None,
                  palette: dict[str, Style], slug: str) -> Figure:
     """Final and best test accuracy against the arm's numeric grid value, with 95% CI error bars.

@@ -9,11 +9,14 @@ report's notes (``METHOD_NOTES``) so a reader can check them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from scipy import stats
+
 from .stats import ALPHA, ChanceTest, Comparison, chance_test, mean_curve, welch
-from .tables import ArmSetting, RunData, flatten
+from .tables import ArmSetting, RunData, flatten, numeric_axis
 
 #: Overfitting needs the mean test accuracy to fall at least this far from its peak ...
 OVERFIT_MIN_DROP = 0.02
@@ -24,6 +27,8 @@ OVERFIT_SE_FACTOR = 2.0
 METHOD_NOTES = (
     "Final values are from the last epoch of completed runs. Diverged runs have no final "
     "accuracy: they are left out of means and counted under outcomes.",
+    "Trends along a numeric grid axis (one arm, one axis) are Spearman rank correlations between "
+    "the axis value and each completed run's final test accuracy, tested at the same α.",
     "Mean ± sample standard deviation (ddof=1) over seeds; n is the number of completed runs; "
     "the 95% CI is mean ± t(0.975, n−1)·std/√n. With n=1 there is no spread, no CI and no test.",
     "Best test accuracy is each run's maximum over its epochs (mean over completed runs), with the "
@@ -53,7 +58,7 @@ class Finding:
     """One sentence (or a few) about the study."""
 
     kind: str
-    """divergence, chance, overfitting, best, baseline, batch_size, outcomes"""
+    """divergence, chance, overfitting, best, baseline, sweep, batch_size, outcomes"""
     text: str
     subjects: tuple[str, ...] = ()
     """Labels of the arm settings the finding is about (empty for study-wide statements)."""
@@ -384,11 +389,49 @@ def outcomes(settings: Sequence[ArmSetting]) -> list[Finding]:
     return out
 
 
+def sweeps(settings: Sequence[ArmSetting]) -> list[Finding]:
+    """For each arm whose only grid axis is numeric (lr, batch size, sequence length...): how the
+    final test accuracy moves along it, with a Spearman rank correlation over the runs."""
+    arms: dict[str, list[ArmSetting]] = {}
+    for s in settings:
+        arms.setdefault(s.arm, []).append(s)
+    out = []
+    for arm, members in arms.items():
+        axis = numeric_axis(members)
+        if axis is None or any(set(s.axes) != {axis} for s in members):
+            continue  # no single numeric axis: other axes would mix into the trend
+        pts = sorted((s for s in members if s.final_test_acc.n), key=lambda s: s.axes[axis])
+        if len(pts) < 3:
+            continue
+        xs = [float(s.axes[axis]) for s in pts for _ in s.final_test_acc.values]
+        ys = [v for s in pts for v in s.final_test_acc.values]
+        top = max(pts, key=lambda s: s.final_test_acc.mean)
+        text = (f"{arm}: final test accuracy against {axis} goes from {describe(pts[0])} at {pts[0].axes[axis]} "
+                f"to {describe(pts[-1])} at {pts[-1].axes[axis]}, highest at {axis}={top.axes[axis]} "
+                f"({describe(top)}). ")
+        if min(s.final_test_acc.n for s in pts) < 2:
+            out.append(Finding("sweep", text + "With one seed at some values, no trend is tested (n=1, no test).",
+                               tuple(s.label for s in pts)))
+            continue
+        rho, p = (math.nan, math.nan) if len(set(ys)) < 2 else stats.spearmanr(xs, ys)
+        if not math.isfinite(p):
+            text += "Every run scored the same, so there is no trend to test."
+        elif p < ALPHA:
+            text += (f"It {'falls' if rho < 0 else 'rises'} as {axis} grows (Spearman ρ={rho:.2f} over "
+                     f"{len(ys)} runs, {pval(p)}).")
+        else:
+            text += (f"No monotonic trend with {axis} is significant at this n (Spearman ρ={rho:.2f} over "
+                     f"{len(ys)} runs, {pval(p)}).")
+        out.append(Finding("sweep", text, tuple(s.label for s in pts)))
+    return out
+
+
 def write_findings(ranked: Sequence[ArmSetting], metric: str, device_is_cpu: bool) -> list[Finding]:
     """Every finding, in reading order: the answer first, then what went wrong, then details."""
     return [
         *best(ranked, metric),
         *baseline(ranked),
+        *sweeps(ranked),
         *divergence(ranked),
         *chance(ranked),
         *overfitting(ranked),

@@ -87,9 +87,11 @@ def acc_pm(s: Summary) -> str:
 
 
 def acc_ci(s: Summary) -> str:
+    """The 95% CI in percent, cut to the possible range [0, 100] (a t-interval over a few widely
+    spread seeds can pass it) as in the sweep figures; the statistics themselves are not cut."""
     if s.ci_low is None or s.ci_high is None:
         return "-"
-    return f"[{100 * s.ci_low:.2f}, {100 * s.ci_high:.2f}]"
+    return f"[{100 * max(s.ci_low, 0.0):.2f}, {100 * min(s.ci_high, 1.0):.2f}]"
 
 
 def outcome_text(counts: dict[str, int]) -> str:
@@ -226,7 +228,8 @@ def _comparison(report: Any) -> list[Block]:
         rows.append(row)
     intro = (f"One row per arm setting, over seeds; sorted by final {h.metric} "
              f"({'higher' if not h.metric.endswith('loss') else 'lower'} is better), ★ marks the best. "
-             "Accuracies in percent; n counts completed runs (diverged runs have no final accuracy).")
+             "Accuracies in percent; n counts completed runs (diverged runs have no final accuracy); "
+             "confidence intervals are cut to the possible range 0-100.")
     return [Heading(2, "Comparison", "comparison"), Para(intro), Table(headers, rows, highlight, left=2)]
 
 

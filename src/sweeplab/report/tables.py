@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -371,3 +371,13 @@ def make_header(record: Any, runs: list[RunData]) -> Header:
         cli_overrides=dict(spec.get("cli_overrides") or {}), has_val=has_val,
         num_classes=max(ks) if ks else None,
     )
+
+
+def numeric_axis(settings: Sequence[ArmSetting]) -> str | None:
+    """The one grid axis of an arm whose values are all numbers (bools excluded), else None."""
+    keys = list(dict.fromkeys(k for s in settings for k in s.axes))
+    numeric = [k for k in keys if all(isinstance(s.axes.get(k), (int, float)) and not isinstance(s.axes.get(k), bool)
+                                      for s in settings)]
+    values = {k: {s.axes[k] for s in settings} for k in numeric}
+    numeric = [k for k in numeric if len(values[k]) >= 2]
+    return numeric[0] if len(numeric) == 1 else None
