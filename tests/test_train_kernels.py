@@ -67,6 +67,11 @@ def test_tiny_cpu_steps_train_with_native_kernels_and_restore_onednn():
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
     conv = [m for m in small.model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
     assert conv.weight.is_contiguous()
+    # the training step takes batches as they come: the loaders give them in the model's layout
+    for setup, nhwc in ((large, True), (small, False)):
+        for loader in (setup.train_loader, *setup.eval_loaders.values()):
+            xb = next(iter(loader))[0]
+            assert xb.shape[1:] == (1, 8, 8) and (xb.stride(1) == 1) == nhwc  # NHWC: channels innermost
 
     seen: list[bool] = []
     small.model.register_forward_pre_hook(lambda *_: seen.append(torch.backends.mkldnn.enabled))

@@ -61,7 +61,7 @@ class LiveDisplay:
         self.labels = {r.run_id: r.label for r in todo}
         self.planned = {r.run_id: r.config.epochs for r in todo}
         self.total_runs = len(todo)
-        self.total_epochs = sum(r.config.epochs for r in todo)
+        self.total_epochs = sum(self.planned.values())
         self.done_runs = 0
         self.done_epochs = 0
         self.outcomes: dict[str, int] = {}

@@ -23,6 +23,7 @@ from .findings import METHOD_NOTES, Finding, write_findings
 from .tables import (
     ArmSetting,
     Header,
+    by_arm,
     RunData,
     config_diff,
     group_settings,
@@ -155,13 +156,10 @@ def draw_figures(report: Report) -> list[figs.Figure]:
         f = figs.curve_figure(study_order, metric, title, palette)
         if f is not None:
             out.append(f)
-    arms: dict[str, list[ArmSetting]] = {}
-    for s in study_order:
-        arms.setdefault(s.arm, []).append(s)
     baseline = next((s for s in settings if s.is_baseline), None)
     taken: set[str] = set()
     sweeps = []
-    for arm, members in arms.items():
+    for arm, members in by_arm(study_order).items():
         slug = _slug(arm, taken)
         f = figs.arm_figure(arm, members, palette, slug)
         if f is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from scipy import stats
 
 from .stats import ALPHA, ChanceTest, Comparison, chance_test, mean_curve, welch
-from .tables import ArmSetting, RunData, flatten, numeric_axis
+from .tables import ArmSetting, RunData, by_arm, flatten, numeric_axis
 
 #: Overfitting needs the mean test accuracy to fall at least this far from its peak ...
 OVERFIT_MIN_DROP = 0.02
@@ -392,11 +392,8 @@ def outcomes(settings: Sequence[ArmSetting]) -> list[Finding]:
 def sweeps(settings: Sequence[ArmSetting]) -> list[Finding]:
     """For each arm whose only grid axis is numeric (lr, batch size, sequence length...): how the
     final test accuracy moves along it, with a Spearman rank correlation over the runs."""
-    arms: dict[str, list[ArmSetting]] = {}
-    for s in settings:
-        arms.setdefault(s.arm, []).append(s)
     out = []
-    for arm, members in arms.items():
+    for arm, members in by_arm(settings).items():
         axis = numeric_axis(members)
         if axis is None or any(set(s.axes) != {axis} for s in members):
             continue  # no single numeric axis: other axes would mix into the trend

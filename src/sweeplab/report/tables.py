@@ -381,3 +381,11 @@ def numeric_axis(settings: Sequence[ArmSetting]) -> str | None:
     values = {k: {s.axes[k] for s in settings} for k in numeric}
     numeric = [k for k in numeric if len(values[k]) >= 2]
     return numeric[0] if len(numeric) == 1 else None
+
+
+def by_arm(settings: Sequence[ArmSetting]) -> dict[str, list[ArmSetting]]:
+    """Settings grouped by arm, arms and settings in the order given."""
+    arms: dict[str, list[ArmSetting]] = {}
+    for s in settings:
+        arms.setdefault(s.arm, []).append(s)
+    return arms

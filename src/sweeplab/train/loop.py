@@ -58,6 +58,7 @@ class Setup:
 
     cfg: RunConfig
     device: torch.device
+    #: Model weights and every loader's batches are in channels_last memory order.
     channels_last: bool
     #: Train with PyTorch's native convolution kernels instead of oneDNN's (tiny CPU steps).
     native_conv: bool
@@ -229,7 +230,6 @@ def _train_epoch(setup: Setup, epoch: int, progress: Progress | None) -> dict[st
     step0 = (epoch - 1) * steps
     on_cpu = setup.device.type == "cpu"
     clip = setup.cfg.grad_clip
-    cl = setup.channels_last
     loss_sum = torch.zeros((), dtype=torch.float64, device=setup.device)
     correct = torch.zeros((), dtype=torch.int64, device=setup.device)
     seen = 0
@@ -245,9 +245,7 @@ def _train_epoch(setup: Setup, epoch: int, progress: Progress | None) -> dict[st
                 group["lr"] = lr
             current_lr = lr
         lr_sum += lr
-        if cl:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with _autocast(setup):
+        with _autocast(setup):  # batches come in the model's memory format (channels_last or not)
             logits = model(xb)
             loss = setup.loss_fn(logits, yb)
         opt.zero_grad(set_to_none=True)
@@ -291,10 +289,7 @@ def evaluate(setup: Setup, loader: DeviceLoader) -> dict[str, Any]:
     loss_sum = torch.zeros((), dtype=torch.float64, device=setup.device)
     n = 0
     loader.set_epoch(0)
-    cl = setup.channels_last
     for xb, yb in loader:
-        if cl:
-            xb = xb.contiguous(memory_format=torch.channels_last)
         with _autocast(setup):
             logits = model(xb)
             loss = setup.loss_fn(logits.float(), yb)
