@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sweeplab.errors import StoreError
+from sweeplab.store import _open as _open_checks
 from sweeplab.store import _schema
 from sweeplab.store.records import (
     EPOCH_METRIC_COLUMNS,
@@ -271,9 +272,14 @@ class Store:
         detail: str | None = None,
         *,
         add_wall_time_s: float = 0.0,
+        owner: str | None = None,
         **fields: Any,
     ) -> RunRecord:
         """Set a run's status and detail (replacing the old detail) and return the new row.
+
+        With ``owner`` (a worker id, as given to ``claim_run``) the change applies only while that
+        worker holds the run (``running`` with that ``worker``); otherwise nothing changes and the
+        current row is returned, so a process never rewrites a run another one finished or holds.
 
         ``detail`` is for humans: the divergence epoch and reason, the batch size that ran out of
         memory, the error text. Entering ``running`` stamps ``started_at`` (first start only) and
@@ -298,6 +304,10 @@ class Store:
         elif status in STOPPED_STATUSES:
             assignments["finished_at"] = now
         with self._writing() as conn:
+            if owner is not None:
+                current = self._get_run(conn, run_id)
+                if current.status != "running" or current.worker != owner:
+                    return current
             self._update_run_row(conn, run_id, assignments, expressions)
             return self._get_run(conn, run_id)
 
@@ -336,20 +346,25 @@ class Store:
         with self._writing() as conn:
             self._update_run_row(conn, run_id, {"heartbeat_at": _now()})
 
-    def mark_interrupted(self, run_ids: Iterable[str], detail: str | None = None) -> list[str]:
+    def mark_interrupted(
+        self, run_ids: Iterable[str], detail: str | None = None, *, workers: Iterable[str] | None = None
+    ) -> list[str]:
         """Mark those of ``run_ids`` that are ``running`` as ``interrupted``; return their ids.
 
-        For a driver stopping its own workers (Ctrl-C): finished runs are left untouched.
+        For a driver stopping its own workers (Ctrl-C): finished runs are left untouched, and with
+        ``workers`` (worker ids) so are runs held by any other worker, e.g. another driver's.
         """
         ids = list(dict.fromkeys(run_ids))
         now = _now()
         changed = []
+        owners = None if workers is None else list(workers)
+        where = "" if owners is None else f" AND worker IN ({_marks(owners)})"
         with self._writing() as conn:
             for run_id in ids:
                 cursor = conn.execute(
                     "UPDATE runs SET status = 'interrupted', status_detail = ?, finished_at = ?"
-                    " WHERE id = ? AND status = 'running'",
-                    (detail, now, run_id),
+                    " WHERE id = ? AND status = 'running'" + where,
+                    (detail, now, run_id, *(owners or [])),
                 )
                 if cursor.rowcount:
                     changed.append(run_id)
@@ -670,11 +685,16 @@ class Store:
         if self.readonly:
             if not path.is_file():
                 raise StoreError("no run store at this path (nothing has been run yet?)", str(path))
-            # mode=ro: a reporter or dashboard must never create, migrate or lock out the file.
-            target, uri = path.resolve().as_uri() + "?mode=ro", True
+            # mode=ro: a reporter or dashboard must never create, migrate or lock out the file
+            # (immutable where the folder is read-only: see _open.py).
+            _open_checks.check_identity(path)
+            target, uri = _open_checks.readonly_uri(path), True
         else:
             if path.is_dir():
                 raise StoreError("is a folder; give the path of the run store file", str(path))
+            # Before anything that writes (the WAL switch in _configure): refuse a file that is
+            # not ours while it is still untouched.
+            _open_checks.check_identity(path)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:

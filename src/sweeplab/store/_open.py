@@ -1,0 +1,118 @@
+"""Deciding, without writing anything, whether a file may be opened as a run store and how.
+
+Opening a SQLite file for writing is not neutral: switching it to WAL rewrites header bytes 18-19
+and creates ``-wal``/``-shm`` files beside it. So the identity of an existing file is checked
+first from its 100-byte header and, where that cannot tell, through an ``immutable=1``
+connection (no locks, no journal, no side files). Only a file that is empty, or that is (or is
+becoming) a sweeplab store, is then opened normally.
+
+Read-only opens (``status``, ``report``, ``export``) use ``mode=ro``; where the store's folder is
+not writable (a read-only filesystem, a 0555 folder), SQLite cannot create the ``-shm`` index a
+WAL reader needs and fails with "unable to open database file", so such a store is read with
+``immutable=1`` instead: nobody can be writing to it there.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from sweeplab.errors import StoreError
+
+from . import _schema
+
+_MAGIC = b"SQLite format 3\x00"
+_HEADER_SIZE = 100
+
+
+def read_header(path: Path) -> bytes | None:
+    """The file's first 100 bytes (fewer if it is shorter); None if it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(_HEADER_SIZE)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise StoreError(f"cannot read the run store ({err.strerror})", str(path)) from None
+
+
+def check_identity(path: Path) -> None:
+    """Raise ``StoreError`` unless ``path`` is missing, empty, or a (possibly new) sweeplab store.
+
+    Reads only: the header bytes, and for an unmarked SQLite file its table list through an
+    immutable connection. A store that another process is creating right now carries no mark
+    in its main file yet (the first transaction is still in the WAL) but has no tables there
+    either, so it passes; ``Store._configure`` then reads the committed header through SQLite.
+    """
+    where = str(path)
+    header = read_header(path)
+    if not header:
+        return
+    if len(header) < _HEADER_SIZE or not header.startswith(_MAGIC):
+        raise StoreError(
+            "not a SQLite database (file is not a database); give the path of a sweeplab run store",
+            where,
+        )
+    app_id = int.from_bytes(header[68:72], "big")
+    version = int.from_bytes(header[60:64], "big")
+    if app_id == _schema.APPLICATION_ID:
+        return
+    if app_id != 0 or version != 0:
+        raise StoreError("is a SQLite database of another program, not a sweeplab run store", where)
+    # Unmarked: a fresh sweeplab store or another program's database. Tables tell them apart.
+    # A checkpoint running while we read (no locks here) could show a torn page: look again
+    # before refusing.
+    for attempt in range(3):
+        if not _has_tables(path):
+            return
+        header = read_header(path) or b""
+        if int.from_bytes(header[68:72], "big") == _schema.APPLICATION_ID:
+            return
+        if attempt < 2:
+            time.sleep(0.05)
+    raise StoreError("is a SQLite database with tables of its own, not a sweeplab run store", where)
+
+
+def _has_tables(path: Path) -> bool:
+    try:
+        conn = sqlite3.connect(immutable_uri(path), uri=True)
+    except sqlite3.Error as err:
+        raise StoreError(f"cannot open the run store ({err})", str(path)) from None
+    try:
+        return conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
+    except sqlite3.DatabaseError as err:
+        raise StoreError(
+            f"not a SQLite database ({err}); give the path of a sweeplab run store", str(path)
+        ) from None
+    finally:
+        conn.close()
+
+
+def immutable_uri(path: Path) -> str:
+    """URI opening ``path`` read-only with no locking and no ``-wal``/``-shm`` side files."""
+    return path.resolve().as_uri() + "?mode=ro&immutable=1"
+
+
+def readonly_uri(path: Path) -> str:
+    """URI for a read-only ``Store``: ``mode=ro``, or ``immutable=1`` where the folder is not
+    writable (see the module docstring). A store whose folder is read-only but which still has
+    an unmerged ``-wal`` beside it is read through that log (possible only if its ``-shm``
+    exists too); it cannot be read immutably without losing the log's commits."""
+    resolved = path.resolve()
+    if folder_writable(resolved.parent):
+        return resolved.as_uri() + "?mode=ro"
+    wal = resolved.with_name(resolved.name + "-wal")
+    try:
+        unmerged = wal.stat().st_size > 0
+    except OSError:
+        unmerged = False
+    if unmerged:
+        return resolved.as_uri() + "?mode=ro"
+    return immutable_uri(resolved)
+
+
+def folder_writable(folder: Path) -> bool:
+    """Whether files can be created in ``folder`` (False on a read-only filesystem)."""
+    return os.access(folder, os.W_OK | os.X_OK)
