@@ -63,10 +63,11 @@ def start_line(info: dict[str, Any]) -> str:
     """What a run trains on, printed when it starts."""
     val = f"val {info['n_val']}, " if info.get("n_val") else ""
     resumed = f" | resumed after epoch {info['resumed_from']}" if info.get("resumed_from") else ""
+    notes = "".join(f"\nnote: {n}" for n in info.get("notes") or ())
     return (
         f"data: {info['dataset']} ({info['source']}, sha256 {str(info['checksum'])[:12]}): train {info['n_train']}, "
         f"{val}test {info['n_test']} | model {info['model']}: {info['params']:,} params, "
-        f"{info['flops'] / 1e6:,.2f} MFLOPs/example | device {info['device']} | batch {info['batch_size']}{resumed}"
+        f"{info['flops'] / 1e6:,.2f} MFLOPs/example | device {info['device']} | batch {info['batch_size']}{resumed}{notes}"
     )
 
 

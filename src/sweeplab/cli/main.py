@@ -48,10 +48,16 @@ def train(
     seed: Optional[int] = typer.Option(None, help="seed"),
     device: Optional[str] = typer.Option(None, help="device: auto, cpu, cuda, cuda:N, mps"),
     fresh: bool = typer.Option(False, "--fresh", help="Retrain even if this exact run is already in the store."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print the full resolved config."),
 ) -> None:
-    """Train one run and store every epoch; a run already in the store resumes or is shown."""
-    from sweeplab.config import load_run_config, set_path
-    from sweeplab.config.load import parse_value
+    """Train one run and store every epoch; a run already in the store resumes or is shown.
+
+    Without an optimizer in the config, --set or --optimizer, the run uses SGD with lr 0.05 and
+    momentum 0.9 (a setting that trains every bundled dataset); a config's own ``[optim]`` keeps
+    PyTorch's meaning (``name = "sgd"`` alone is plain SGD, lr 0.01).
+    """
+    from sweeplab.config import load_run_config, read_toml, set_path
+    from sweeplab.config.load import parse_set, parse_value
     from sweeplab.store import Store
 
     flags: dict[str, Any] = {}
@@ -62,13 +68,16 @@ def train(
         if value is not None:
             set_path(flags, key, value)
     if batch_size is not None:
-        set_path(flags, "batch_size", parse_value(batch_size))
+        set_path(flags, "batch_size", parse_value(batch_size, "--batch-size"))
+    if optimizer is None and "optim" not in (read_toml(config) if config else {}) and "optim" not in parse_set(set_):
+        flags.setdefault("optim", {}).update({k: v for k, v in TRAIN_OPTIM.items() if k not in flags.get("optim", {})})
     cfg = load_run_config(config, set_, flags)
-    console.print(config_table(cfg.canonical(), title=f"run {cfg.run_id()}"))
+    shown = cfg.canonical() if verbose else _differs_from_defaults(cfg)
+    title = f"run {cfg.run_id()}" + ("" if verbose else " (what differs from the defaults; --verbose for all)")
     with Store(store_path(out)) as store:
         if fresh:
             store.forget_run(cfg.run_id())
-        result = _fit_with_progress(cfg, store, data_dir)
+        result = _fit_with_progress(cfg, store, data_dir, config_table(shown, title=title))
     rows = result.epochs
     if rows:
         console.print(epoch_table(rows, title=f"run {result.run_id}: {result.status}"))
@@ -83,14 +92,29 @@ def train(
     raise typer.Exit(0 if result.status in ("completed", "diverged") else 1)
 
 
-def _fit_with_progress(cfg, store, data_dir):
+#: The optimizer of ``sweeplab train`` when nothing names one: trains every bundled dataset.
+TRAIN_OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9}
+
+
+def _differs_from_defaults(cfg) -> dict[str, Any]:
+    """The resolved config's keys whose values are not the schema's defaults (model name always)."""
+    from sweeplab.config import RunConfig
+    from sweeplab.config.load import flatten
+
+    default = flatten(RunConfig().canonical())
+    shown = {k: v for k, v in flatten(cfg.canonical()).items() if default.get(k, object()) != v}
+    return {"model.name": cfg.model.name, "data.dataset": cfg.data.dataset, **shown}
+
+
+def _fit_with_progress(cfg, store, data_dir, table):
     from sweeplab.train import fit
 
     with batch_progress() as bar:
         task = bar.add_task("epoch 1", total=None)
 
         def progress(event: str, info: dict[str, Any]) -> None:
-            if event == "start":
+            if event == "start":  # after set-up: a start-up error is not preceded by the config
+                console.print(table)
                 console.print(start_line(info))
             elif event == "batch":
                 bar.update(task, description=f"epoch {info['epoch']}/{cfg.epochs}",
@@ -112,13 +136,12 @@ def summary(
     from rich.table import Table
 
     from sweeplab.config import load_run_config
-    from sweeplab.models import summarize
+    from sweeplab.models.summary import summarize_new
     from sweeplab.train.loop import make_model
 
     cfg = load_run_config(None, set_, {"model": {"name": model}, "data": {"dataset": dataset}})
     shape, classes, ds = _dataset_shape(cfg, data_dir)
-    net = make_model(cfg, ds)
-    s = summarize(net, shape)
+    s = summarize_new(lambda: make_model(cfg, ds), shape, f"{model} on {dataset}")  # too big: one line
     table = Table(title=f"{model} on {dataset} (input {tuple(shape)}, {classes} classes)", header_style="bold")
     for col, just in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right")):
         table.add_column(col, justify=just)

@@ -7,6 +7,9 @@ allowed, so the CLI can print one line and exit 2.
 from __future__ import annotations
 
 import copy
+import functools
+import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,15 +34,28 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p} is not a UTF-8 text file") from None
 
 
-def parse_value(text: str) -> Any:
+#: What a ``--set`` value may be without TOML quotes: a bare word such as ``mlp``, ``cuda:0``,
+#: ``nets.py:CoolNet`` or a path (no brackets, braces, quotes, commas or spaces, which mean a TOML
+#: value that failed to parse).
+_BARE_WORD = re.compile(r"[^\s\[\]{}\"',=#]+")
+
+
+def parse_value(text: str, key: str = "") -> Any:
     """Read a ``--set`` value as a TOML literal; bare words fall back to strings.
 
-    So ``[110,74]`` is a list, ``1e-3`` a float, ``true`` a bool and ``mlp`` the string "mlp".
+    So ``[110,74]`` is a list, ``1e-3`` a float, ``true`` a bool and ``mlp`` the string "mlp";
+    a malformed literal (``[16,``) is an error, not the string "[16,".
     """
     try:
         return tomllib.loads(f"v = {text}")["v"]
+    except RecursionError:
+        raise ConfigError(f"value nested too deeply (got {text[:40]!r}...)", path=f"--set {key}") from None
     except tomllib.TOMLDecodeError:
-        return text
+        if _BARE_WORD.fullmatch(text):
+            return text
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise ConfigError(f"not a valid value (got {shown!r}); write a TOML value such as 0.1, [64, 32], true, "
+                          "\"text\" or a bare word", path=f"--set {key}") from None
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:
@@ -50,7 +66,7 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"--set expects key=value with a dotted key such as optim.lr=0.01, got {item!r}")
-        set_path(out, key, parse_value(value.strip()))
+        set_path(out, key, parse_value(value.strip(), key))
     return out
 
 
@@ -136,9 +152,14 @@ def build_run_config(data: Mapping[str, Any], prefix: str = "") -> RunConfig:
 
 
 def check_model_options(cfg: RunConfig, prefix: str = "") -> None:
-    """Reject model names and model options the registry does not know."""
+    """Reject datasets, model names, model options and option values the registries do not know."""
+    from sweeplab.data import list_datasets
     from sweeplab.models import list_models, model_options
 
+    datasets = list_datasets()
+    if cfg.data.dataset not in datasets:
+        raise ConfigError(f"unknown dataset {cfg.data.dataset!r} (available: {', '.join(sorted(datasets))})",
+                          path=f"{prefix}.data.dataset" if prefix else "data.dataset")
     where = f"{prefix}.model" if prefix else "model"
     models = list_models()
     if cfg.model.name not in models:
@@ -153,6 +174,26 @@ def check_model_options(cfg: RunConfig, prefix: str = "") -> None:
                 f"unknown option for model {cfg.model.name!r} (allowed: {opts}, init, init_std)",
                 path=f"{where}.{key}",
             )
+    _check_option_values(cfg.model.name, json.dumps(cfg.model.options(), sort_keys=True), prefix)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_option_values(name: str, options_json: str, prefix: str) -> None:
+    """Build the model on the meta device (no memory, no compute) so that option values such as
+    ``hidden = "wide"`` or ``activation = "relu6"`` fail here with their key, not as failed runs.
+
+    Only the model's own option errors count: a nominal input shape stands in for the dataset's,
+    so shape problems are left to the run, which knows the real shape.
+    """
+    from sweeplab.models import probe_options
+
+    try:
+        probe_options(name, json.loads(options_json))
+    except ConfigError as e:
+        path = e.path or ""
+        if not path.startswith("model.") or path == "model.name":
+            return
+        raise ConfigError(e.message, path=f"{prefix}.{path}" if prefix else path) from None
 
 
 def load_run_config(

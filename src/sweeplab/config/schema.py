@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,10 +23,27 @@ PositiveInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
 
 
-class Section(BaseModel):
-    """Base for config sections: unknown keys are errors and values are immutable."""
+#: Limits no real study reaches, so that a typo (``epochs = 1e9``) is refused rather than tried.
+MAX_EPOCHS = 10_000
+#: numpy, torch and scikit-learn all take seeds in 0 <= seed < 2**32.
+MAX_SEED = 2**32 - 1
+SeedInt = Annotated[int, Field(ge=0, le=MAX_SEED)]
+#: Ranges like ``betas = [0.9, 0.999]`` arrive as TOML arrays, so tuples accept lists (their items
+#: stay strict).
+PAIR = {"strict": False}
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True)
+_STRICT = {"frozen": True, "strict": True, "allow_inf_nan": False, "validate_default": True}
+
+
+class Section(BaseModel):
+    """Base for config sections: unknown keys are errors and values are immutable.
+
+    Strict: ``epochs = "2"`` or ``max_batch_size = 1e3`` is an error, not silently coerced, and
+    inf/nan are refused everywhere (no field means anything by them), so every accepted config
+    survives the JSON hand-over to a worker unchanged.
+    """
+
+    model_config = ConfigDict(extra="forbid", **_STRICT)
 
 
 class AugmentConfig(Section):
@@ -36,8 +54,8 @@ class AugmentConfig(Section):
     hflip: bool = Field(False, description="Random horizontal flip with probability 0.5.")
     vflip: bool = Field(False, description="Random vertical flip with probability 0.5.")
     random_resized_crop: bool = Field(False, description="torchvision-style RandomResizedCrop back to the input size.")
-    rrc_scale: tuple[float, float] = Field((0.08, 1.0), description="Area fraction range of RandomResizedCrop.")
-    rrc_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="Aspect ratio range of RandomResizedCrop.")
+    rrc_scale: tuple[float, float] = Field((0.08, 1.0), **PAIR, description="Area fraction range of RandomResizedCrop.")
+    rrc_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), **PAIR, description="Aspect ratio range of RandomResizedCrop.")
     cutout: NonNegInt = Field(0, description="Side of a square zeroed at a random place (0 = off).")
 
     @field_validator("rrc_scale", "rrc_ratio")
@@ -63,7 +81,7 @@ class DataConfig(Section):
     factor: float = Field(0.5, gt=0, lt=1, description="circles: inner/outer radius ratio.")
     centers: PositiveInt = Field(3, description="blobs: number of centres (= classes).")
     n_features: PositiveInt = Field(2, description="blobs: input dimension.")
-    random_state: int = Field(0, description="Seed of generated data and of the train/test split.")
+    random_state: SeedInt = Field(0, description="Seed of generated data and of the train/test split.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Datasets without a fixed test set: test share.")
     # sequence tasks
     seq_length: Annotated[int, Field(ge=2)] = Field(10, description="palindrome: sequence length.")
@@ -74,7 +92,7 @@ class DataConfig(Section):
     test_subset: PositiveInt | None = Field(None, description="Use only the first N test examples.")
     val_size: PositiveInt | None = Field(None, description="Examples carved from the training set for validation.")
     val_fraction: float | None = Field(None, gt=0, lt=1, description="Alternative to val_size, as a fraction.")
-    split_seed: int = Field(0, description="Seed of the validation split (fixed across run seeds).")
+    split_seed: SeedInt = Field(0, description="Seed of the validation split (fixed across run seeds).")
     # presentation
     normalize: bool = Field(True, description="Normalise inputs with mean/std (dataset's unless given).")
     mean: list[float] | None = Field(None, description="Per-channel mean overriding the dataset's.")
@@ -93,7 +111,7 @@ class DataConfig(Section):
 class ModelConfig(BaseModel):
     """Model name, initialisation, and the model's own options (checked against the registry)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", **_STRICT)
 
     name: str = Field("mlp", description="Model name (see `sweeplab models`).")
     init: Literal["default", "normal", "xavier_normal", "kaiming_normal"] = Field(
@@ -101,9 +119,26 @@ class ModelConfig(BaseModel):
     )
     init_std: PositiveFloat = Field(0.01, description="Standard deviation for init='normal'.")
 
+    @model_validator(mode="after")
+    def _finite_options(self) -> "ModelConfig":
+        for key, value in (self.model_extra or {}).items():
+            if not _finite(value):
+                raise ValueError(f"option {key} must be finite (got {value!r})")
+        return self
+
     def options(self) -> dict[str, Any]:
         """The model-specific options (everything but name/init/init_std)."""
         return dict(self.model_extra or {})
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
 
 
 class OptimConfig(Section):
@@ -114,7 +149,7 @@ class OptimConfig(Section):
     momentum: float = Field(0.0, ge=0, lt=1, description="sgd/rmsprop momentum.")
     nesterov: bool = Field(False, description="sgd: Nesterov momentum (needs momentum > 0).")
     weight_decay: NonNegFloat = Field(0.0, description="L2 penalty (decoupled for adamw).")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="adam/adamw/radam betas.")
+    betas: tuple[float, float] = Field((0.9, 0.999), **PAIR, description="adam/adamw/radam betas.")
     eps: PositiveFloat = Field(1e-8, description="Numerical stability term.")
     alpha: float = Field(0.99, gt=0, lt=1, description="rmsprop smoothing constant.")
 
@@ -171,7 +206,7 @@ class RunConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
-    epochs: PositiveInt = Field(10, description="Training epochs.")
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = Field(10, description="Training epochs.")
     batch_size: PositiveInt | Literal["max"] = Field(
         64, description="Training batch size, or 'max' for the largest that fits the device."
     )
@@ -180,7 +215,7 @@ class RunConfig(Section):
         4096, description="CPU: memory a batch_size='max' search may use (MiB)."
     )
     eval_batch_size: PositiveInt = Field(1000, description="Batch size for evaluation.")
-    seed: int = Field(0, description="Seed of initialisation, shuffling, augmentation and dropout.")
+    seed: SeedInt = Field(0, description="Seed of initialisation, shuffling, augmentation and dropout.")
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
     threads: PositiveInt | None = Field(None, description="CPU threads for this run (default: torch's).")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast on CUDA.")
@@ -233,6 +268,16 @@ class RunConfig(Section):
         except ConfigError:  # an unknown model is reported by validation, not here
             pass
         return d
+
+    def to_json(self) -> str:
+        """The one serialisation of a config that crosses a process (or machine) boundary."""
+        return json.dumps(self.canonical(), sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        """Inverse of :meth:`to_json`: ``RunConfig.from_json(cfg.to_json()) == cfg`` for every
+        config the schema accepts (tests/test_hardening_config.py checks it over the schema)."""
+        return cls.model_validate(json.loads(text))
 
     def run_id(self) -> str:
         """Stable 12-hex-digit hash of the identity; equal configs give equal ids in any process."""

@@ -102,15 +102,16 @@ def load_dataset(cfg: DataConfig, data_dir: str | Path | None = None, *, downloa
 
 
 def _subsets(ds: Dataset, cfg: DataConfig) -> Dataset:
-    changes = {}
+    changes: dict[str, object] = {}
+    notes = list(ds.notes)
     for split, n in (("train", cfg.train_subset), ("test", cfg.test_subset)):
         if n is None:
             continue
         have = len(getattr(ds, f"y_{split}"))
-        if n > have:
-            raise DataError(
-                f"{split}_subset={n} but {ds.name} has only {have} {split} examples", path=f"data.{split}_subset"
-            )
+        if n > have:  # a quick pass (--set data.train_subset=1000) must work on small sets too
+            notes.append(f"data.{split}_subset={n}: {ds.name} has {have} {split} examples, all are used")
+            n = have
+        changes["notes"] = tuple(notes)
         changes[f"x_{split}"] = getattr(ds, f"x_{split}")[:n]
         changes[f"y_{split}"] = getattr(ds, f"y_{split}")[:n]
     return replace(ds, **changes) if changes else ds

@@ -45,6 +45,8 @@ class Dataset:
     """Sequences: number of distinct tokens (token ids are 0..vocab_size-1)."""
     x_val: torch.Tensor | None = None
     y_val: torch.Tensor | None = None
+    notes: tuple[str, ...] = ()
+    """What loading changed from what the config asked (a subset clamped to the examples that exist)."""
 
     def __post_init__(self) -> None:
         if self.kind not in _X_DTYPE:

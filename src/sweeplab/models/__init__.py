@@ -6,7 +6,7 @@
 from training code.
 """
 
-from sweeplab.models.registry import create_model, list_models, model_options
+from sweeplab.models.registry import create_model, list_models, model_options, probe_options
 from sweeplab.models.summary import ModelSummary, summarize
 
-__all__ = ["ModelSummary", "create_model", "list_models", "model_options", "summarize"]
+__all__ = ["ModelSummary", "create_model", "list_models", "model_options", "probe_options", "summarize"]

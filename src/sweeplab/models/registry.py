@@ -154,3 +154,24 @@ register("resnet110", resnet.resnet110, "image", "CIFAR ResNet-110, He et al. 20
 register("blocknet", blocknet.BlockNet, "image", "conv branches mixed by input-dependent weights")
 register("rnn", recurrent.RNNClassifier, "tokens", "vanilla tanh RNN classifier over token ids")
 register("lstm", recurrent.LSTMClassifier, "tokens", "LSTM classifier over token ids")
+
+
+#: Stand-in input shapes for :func:`probe_options`, one per input kind.
+_PROBE_SHAPES: dict[InputKind, tuple[int, ...]] = {"any": (64,), "image": (3, 32, 32), "tokens": (10,)}
+
+
+def probe_options(name: str, options: dict[str, object]) -> None:
+    """Build ``name`` with ``options`` on the meta device (no memory, no compute) for a stand-in
+    input, so that bad option values raise their ``ConfigError`` before any run starts. Other
+    errors (the stand-in shape may not suit every option) are left to the run, which knows the
+    dataset's real shape."""
+    import torch
+
+    entry = _entry(name)
+    try:
+        with torch.device("meta"):
+            entry.builder(_PROBE_SHAPES[entry.inputs], 10, **options)
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - see the docstring: not an option error
+        return

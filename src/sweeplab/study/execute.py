@@ -36,7 +36,7 @@ class StudyPlan:
 def record_study(spec: StudySpec, store: Store) -> None:
     """Insert the study's runs (pending unless known) and its arms and links; idempotent."""
     for r in spec.unique_runs():
-        store.upsert_run(r.run_id, config_json=json.dumps(r.config.canonical(), sort_keys=True), seed=r.seed,
+        store.upsert_run(r.run_id, config_json=r.config.to_json(), seed=r.seed,
                          label=r.label, epochs_planned=r.config.epochs)
     arms = [Arm(a.name, json.dumps(a.override, sort_keys=True)) for a in spec.arms]
     links = [Link(arm=r.arm, seed=r.seed, run_id=r.run_id, label=r.label) for r in spec.runs]
@@ -96,7 +96,7 @@ def run_study(
         threads = threads or auto_threads
     tasks = [
         Task(r.run_id, RunTask(
-            config_json=r.config.model_dump_json(), store_path=str(store_path), label=r.label,
+            config_json=r.config.to_json(), store_path=str(store_path), label=r.label,
             data_dir=None if data_dir is None else str(data_dir),
             tensorboard_dir=None if tensorboard_dir is None else str(tensorboard_dir),
         ))

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.config import RunConfig, build_run_config, deep_merge, parse_set
+from sweeplab.config.schema import MAX_SEED  # seeds go to torch, numpy and random: 0 <= seed < 2**32
 from sweeplab.errors import ConfigError
 
 from .grid import (
@@ -46,6 +47,7 @@ from .grid import (
     leaf_paths,
     make_label,
 )
+from . import limits
 from .spec import ArmSpec, RunSpec, StudySpec
 
 #: Keys of the ``[study]`` table.
@@ -60,8 +62,6 @@ RESERVED = {
     "best_metric": "every run's best_metric is the study's metric; set [study] metric instead",
 }
 BASELINE_ARM = "baseline"
-#: Seeds go to torch, numpy and random; numpy takes 0 <= seed < 2**32.
-MAX_SEED = 2**32 - 1
 
 
 # -- entry points -----------------------------------------------------------------------------------
@@ -82,8 +82,13 @@ def load_study(
     if isinstance(path_or_text, str) and "\n" in path_or_text:
         return parse_study(path_or_text, overrides=overrides, seeds=seeds, epochs=epochs)
     path = Path(path_or_text)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a study file (give the .toml file inside it)")
     if not path.is_file():
         raise ConfigError(f"no such study file: {path}")
+    if path.stat().st_size > limits.MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: the study file is {path.stat().st_size:,} bytes; the limit is "
+                          f"{limits.MAX_FILE_BYTES:,}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -100,11 +105,15 @@ def parse_study(
     epochs: int | None = None,
 ) -> StudySpec:
     """Like :func:`load_study` for TOML text; ``source_name`` names it in syntax errors."""
+    limits.check_text_size(text, source_name)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         # tomllib's message ends with "(at line L, column C)".
         raise ConfigError(f"{source_name}: invalid TOML: {e}") from None
+    except RecursionError:  # tomllib parses nested arrays recursively
+        raise ConfigError(f"{source_name}: nested more than {limits.MAX_DEPTH} levels deep") from None
+    limits.check_depth(doc)
 
     for key in doc:
         if key not in ("study", "baseline", "arm"):
@@ -112,6 +121,8 @@ def parse_study(
                               "and [[arm]] tables)", path=key)
     settings = _study_settings(doc.get("study"))
     cli = _cli_overrides(overrides, seeds, epochs)
+    if seeds is not None:
+        limits.check_seed_count(seeds, "--seeds")
     seed_list = tuple(range(seeds)) if seeds is not None else settings.seeds
 
     baseline = _baseline_table(doc.get("baseline"))
@@ -128,6 +139,7 @@ def parse_study(
     runs: list[RunSpec] = []
     warnings: list[str] = []
     for arm, points in zip(arms, resolved):
+        limits.check_run_count(len(points), len(seed_list), len(runs))
         _expand_arm(arm, points, cli, settings.metric, seed_list, runs, warnings)
 
     return StudySpec(
@@ -176,9 +188,11 @@ def _study_settings(table: Any) -> _Settings:
         raise ConfigError("missing: every study needs a name", path="study.name")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"must be a non-empty string (got {name!r})", path="study.name")
+    limits.check_name(name, "study.name")
     description = table.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"must be a string (got {description!r})", path="study.description")
+    limits.check_description(description, "study.description")
     metric = table.get("metric", "test_acc")
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r} (allowed: {', '.join(METRICS)})", path="study.metric")
@@ -197,12 +211,14 @@ def _seed_list(value: Any) -> tuple[int, ...]:
     if _is_int(value):
         if value < 1:
             raise ConfigError(f"must be >= 1 (got {value}); seeds = N means seeds 0..N-1", path=where)
+        limits.check_seed_count(value, where)
         return tuple(range(value))
     if not isinstance(value, list):
         raise ConfigError(f"must be a count (seeds = 3) or a list of seeds (seeds = [0, 1, 2]), got {value!r}",
                           path=where)
     if not value:
         raise ConfigError("empty seed list: give at least one seed", path=where)
+    limits.check_seed_count(len(value), where)
     for s in value:
         if not _is_int(s) or not 0 <= s <= MAX_SEED:
             raise ConfigError(f"seeds must be integers in [0, 2**32 - 1] (got {s!r})", path=where)
@@ -294,6 +310,7 @@ def _arm_tables(raw: Any, baseline: dict[str, Any], include_baseline: bool) -> l
             raise ConfigError("missing name: every [[arm]] needs a unique name", path=f"arm #{i}")
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"name must be a non-empty string (got {name!r})", path=f"arm #{i}")
+        limits.check_name(name, f"arm #{i}.name")
         where = f"arm {name!r}"
         if name in names:
             hint = (" (the study's [baseline] is an arm named 'baseline'; rename this arm or set "
@@ -312,12 +329,14 @@ def _arm_tables(raw: Any, baseline: dict[str, Any], include_baseline: bool) -> l
         description = table.get("description", "")
         if not isinstance(description, str):
             raise ConfigError(f"must be a string (got {description!r})", path=f"{where}.description")
+        limits.check_description(description, f"{where}.description")
         zip_ = table.get("zip", False)
         if not isinstance(zip_, bool):
             raise ConfigError(f"must be true or false (got {zip_!r})", path=f"{where}.zip")
 
         override = {k: v for k, v in table.items() if k not in ARM_KEYS}
         axes = find_axes(override, candidate_models(override, baseline), where)
+        limits.check_grid_size(axes, zip_, where)
         points = grid_points(axes, zip_, where)
         spec = ArmSpec(name, description, override, [k for k, _ in axes], len(arms), zip_)
         arms.append(_Arm(spec, where, points))

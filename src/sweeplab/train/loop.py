@@ -30,7 +30,8 @@ from sweeplab.config import RunConfig
 from sweeplab.data import Dataset, DeviceLoader, load_dataset, normalization
 from sweeplab.errors import SweeplabError
 from sweeplab.models import create_model, summarize
-from sweeplab.store import Store
+from sweeplab.store import Store, default_worker_id
+from sweeplab.store.claims import claim
 
 from .device import environment, peak_memory_mb, reset_peak_memory, resolve_device
 from .losses import LossFn, build_loss
@@ -381,11 +382,16 @@ def fit(
 ) -> RunResult:
     """Train ``cfg`` to completion, resuming from the store; every epoch is committed as it ends."""
     run_id = cfg.run_id()
-    store.upsert_run(run_id, config_json=json.dumps(cfg.canonical(), sort_keys=True), seed=cfg.seed,
+    store.upsert_run(run_id, config_json=cfg.to_json(), seed=cfg.seed,
                      label=label, epochs_planned=cfg.epochs)
     existing = store.get_run(run_id)
     if existing["status"] in FINAL_STATUSES:
         return RunResult(run_id, existing["status"], existing.get("status_detail"), store.epochs(run_id), skipped=True)
+    worker = worker or default_worker_id()
+    won, existing = claim(store, run_id, worker)  # atomically: another process may want this run too
+    if not won:  # finished meanwhile, or held by a live worker of another process: theirs
+        detail = existing.status_detail if existing.status != "running" else f"trained by {existing.worker}"
+        return RunResult(run_id, existing.status, detail, store.epochs(run_id), skipped=True)
 
     t_start = time.perf_counter()
     accounted = 0.0  # wall time already added to the store with committed epochs
@@ -393,7 +399,6 @@ def fit(
     rows: list[dict[str, Any]] = []
     start_epoch = 1
     try:
-        store.set_status(run_id, "running", **({"worker": worker} if worker else {}))
         setup = build(cfg, data_dir, dataset)
         ds = setup.dataset
         store.update_run(
@@ -417,7 +422,7 @@ def fit(
                 "params": setup.params, "flops": setup.flops, "device": str(setup.device),
                 "batch_size": setup.batch_size, "dataset": ds.name, "source": ds.source, "checksum": ds.checksum,
                 "n_train": len(ds.y_train), "n_val": None if ds.y_val is None else len(ds.y_val),
-                "n_test": len(ds.y_test), "model": cfg.model.name,
+                "n_test": len(ds.y_test), "model": cfg.model.name, "notes": list(ds.notes),
             })
         metric = cfg.best_metric
         for epoch in range(start_epoch, cfg.epochs + 1):
@@ -448,18 +453,19 @@ def fit(
         status, detail = "diverged", json.dumps({"epoch": d.epoch, "step": d.step, "reason": str(d)})
     except KeyboardInterrupt:
         store.set_status(run_id, "interrupted", f"stopped by the user after epoch {start_epoch - 1 + len(rows)}",
-                         add_wall_time_s=time.perf_counter() - t_start - accounted)
+                         owner=worker, add_wall_time_s=time.perf_counter() - t_start - accounted)
         raise
     except Exception as err:  # noqa: BLE001 - any error of a run is that run's outcome
         if isinstance(err, SweeplabError):
-            store.set_status(run_id, "failed", str(err), add_wall_time_s=time.perf_counter() - t_start - accounted)
+            store.set_status(run_id, "failed", str(err), owner=worker,
+                             add_wall_time_s=time.perf_counter() - t_start - accounted)
             raise
         if _is_oom(err):
             bs = setup.batch_size if setup else cfg.batch_size
             status, detail = "oom", json.dumps({"batch_size": bs, "error": str(err).splitlines()[0][:300]})
         else:
             status, detail = "failed", "".join(traceback.format_exception_only(type(err), err)).strip()[:2000]
-    store.set_status(run_id, status, detail, add_wall_time_s=time.perf_counter() - t_start - accounted)
+    store.set_status(run_id, status, detail, owner=worker, add_wall_time_s=time.perf_counter() - t_start - accounted)
     result = RunResult(run_id, status, detail, store.epochs(run_id), resumed_from=start_epoch - 1)
     if progress:
         progress("end", {"run_id": run_id, "status": status, "detail": detail})

@@ -48,7 +48,7 @@ def _dataset(cfg: RunConfig, data_dir: str | None) -> Dataset:
 
 def run_task(task: RunTask, emit: Emit) -> dict[str, Any]:
     """Train (or resume) one run; returns its id, status and detail."""
-    cfg = RunConfig.model_validate_json(task.config_json)
+    cfg = RunConfig.from_json(task.config_json)
     writer = None
     if task.tensorboard_dir:
         from .tensorboard import TensorBoardWriter
@@ -62,8 +62,8 @@ def run_task(task: RunTask, emit: Emit) -> dict[str, Any]:
 
     try:
         dataset = _dataset(cfg, task.data_dir)
-    except SweeplabError:
-        dataset = None  # fit loads it again inside its error handling and records the failure
+    except Exception:  # noqa: BLE001 - fit loads it again inside its error handling and records the failure
+        dataset = None
     with Store(task.store_path) as store:
         try:
             result = fit(cfg, store, dataset=dataset, data_dir=task.data_dir, progress=progress, label=task.label)
