@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from .display import console
 from .main import OutOpt, app, store_path
-from .study_cmds import pick_study
+from .study_cmds import VersionOpt, pick_study
 
 
 @app.command()
@@ -21,17 +21,23 @@ def report(
                                "file), md (Markdown with PNG figures beside it)."),
     output_dir: Optional[Path] = typer.Option(None, "--dir", help="Where to write the report "
                                               "(default: OUT/reports/STUDY)."),
+    version: Optional[int] = VersionOpt,
 ) -> None:
     """Write a study's report: curves, comparison table with statistics, findings, per-run appendix."""
-    from sweeplab.report import parse_formats, write_report
+    from sweeplab.report import parse_formats
+    from sweeplab.report.paths import report_dir
     from sweeplab.store import Store
+
+    from .outputs import write_report_to
 
     formats = parse_formats(format)  # bad formats fail before the store is opened
     db = store_path(out)
     with Store(db, readonly=True) as store:
         name = pick_study(store, study)
-    target = output_dir if output_dir is not None else Path(out) / "reports" / name
-    written = write_report(db, name, target, formats=formats)
+        store.get_study(name, version)  # an unknown --version fails before anything is written
+    target = output_dir if output_dir is not None else report_dir(out, name)  # names are not paths
+    written = write_report_to(db, name, target, "--dir" if output_dir is not None else "--out", formats,
+                              version=version)
     for kind in ("html", "md"):
         if kind in written:
             console.print(f"wrote {escape(str(written[kind]))}")

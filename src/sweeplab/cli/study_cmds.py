@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -34,7 +33,15 @@ def resolve_study_file(study: str) -> Path:
     if found is not None:
         return found
     names = ", ".join(sorted(list_bundled())) or "none"
+    if p.is_dir():
+        raise ConfigError(f"{study!r} is a directory, not a study file: give a study TOML file "
+                          f"or the name of a bundled study ({names})", path="STUDY")
     raise ConfigError(f"no study file {study!r} and no bundled study of that name (bundled: {names})")
+
+
+#: ``--version N`` of report, export and status: which stored version of a study to show.
+VersionOpt = typer.Option(None, "--version", min=1, help="Which version of the study to show "
+                          "(default: the latest run without --epochs/--seeds/--set overrides).")
 
 
 def pick_study(store, name: str | None) -> str:
@@ -184,6 +191,13 @@ def run_cmd(
     if tensorboard:
         _check_tensorboard()
     plan = prepare_study(spec, db)
+    if plan.new_version and plan.versions > 1:
+        console.print(f"[yellow]note:[/] study {escape(spec.name)} changed: recorded as version {plan.version} "
+                      f"of {plan.versions}; "
+                      + ("made with command-line overrides, so reports and exports keep showing the default "
+                         f"version unless given --version {plan.version}" if spec.cli_overrides else
+                         "reports and exports now show it; earlier versions keep their runs (--version N)"),
+                      soft_wrap=True)
     console.print(f"study [bold]{escape(spec.name)}[/]: {len(plan.runs)} runs ({len(plan.done)} already done, "
                   f"{len(plan.todo)} to train) -> {db}")
     on_run_end = None
@@ -203,9 +217,11 @@ def run_cmd(
                             tensorboard_dir=(out / "tensorboard") if tensorboard else None,
                             on_event=live.on_event, on_run_end=on_run_end)
     with Store(db, readonly=True) as store:
-        counts = {k: v for k, v in store.counts_by_status(spec.name).items() if v}
-    console.print(f"trained {len(results)} runs; study {spec.name}: "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        counts = {k: v for k, v in store.counts_by_status(spec.name, version=plan.version).items() if v}
+    elsewhere = sum(1 for v in results.values() if isinstance(v, dict) and v.get("skipped"))
+    console.print(f"trained {len(results) - elsewhere} runs"
+                  + (f" ({elsewhere} trained by another process)" if elsewhere else "")
+                  + f"; study {spec.name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if report:
         _write_report(db, spec.name, out)
 
@@ -215,9 +231,11 @@ REPORT_EVERY_S = 20.0
 
 
 def _write_report(db: Path, study: str, out: Path) -> None:
-    from sweeplab.report import write_report
+    from sweeplab.report.paths import report_dir
 
-    write_report(db, study, out / "reports" / study)
+    from .outputs import write_report_to
+
+    write_report_to(db, study, report_dir(out, study), "--report")
 
 
 def _check_tensorboard() -> None:
@@ -231,6 +249,7 @@ def _check_tensorboard() -> None:
 def status(
     study: Optional[str] = typer.Argument(None, help="Study name (default: every study)."),
     out: Path = OutOpt,
+    version: Optional[int] = VersionOpt,
 ) -> None:
     """Studies in the store, their runs by outcome and what is left."""
     from sweeplab.store import Store
@@ -249,9 +268,9 @@ def status(
                               s.updated_at)
             console.print(table)
             return
-        store.get_study(study)
-        rows = store.study_runs(study)
-        table = Table(title=f"study {study}", header_style="bold")
+        shown = store.get_study(study, version)
+        rows = store.study_runs(study, shown.version)
+        table = Table(title=escape(_version_note(store, shown)), header_style="bold")
         for col in ("arm", "label", "seed", "run", "status", "epochs", "wall s"):
             table.add_column(col)
         left_runs = left_epochs = 0
@@ -262,7 +281,7 @@ def status(
             table.add_row(escape(r.arm), escape(r.label or ""), str(r.seed), r.run_id, r.status,
                           f"{r.epochs_done}/{r.epochs_planned}", fmt(r.wall_time_s, "{:,.1f}"))
         console.print(table)
-        counts = {k: v for k, v in store.counts_by_status(study).items() if v}
+        counts = {k: v for k, v in store.counts_by_status(study, version=shown.version).items() if v}
         console.print(", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
                       + f" | left: {left_runs} runs, {left_epochs} epochs")
 
@@ -271,11 +290,11 @@ def status(
 _NON_SCALAR = ("test_confusion",)
 
 
-def export_tables(store, study: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(epoch rows, run rows) of a study, flat, ready for CSV or JSON."""
-    runs = {r.id: r for r in store.list_runs(study=study)}
+def export_tables(store, study: str, version: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(epoch rows, run rows) of a study's default version (or ``version``), flat, ready for CSV or JSON."""
+    runs = {r.id: r for r in store.list_runs(study=study, version=version)}
     epochs = []
-    for row in store.all_epochs(study):
+    for row in store.all_epochs(study, version):
         flat = {k: row.get(k) for k in ("study", "arm", "label", "seed", "run_id", "status", "epoch")}
         for k, v in row.items():
             if k in flat or k in _NON_SCALAR:
@@ -286,7 +305,7 @@ def export_tables(store, study: str) -> tuple[list[dict[str, Any]], list[dict[st
                 flat[k] = v
         epochs.append(flat)
     run_rows = []
-    for link in store.study_runs(study):
+    for link in store.study_runs(study, version):
         r = runs[link.run_id]
         row = {"study": study, "arm": link.arm, "label": link.label, "seed": link.seed, "run_id": r.id,
                "status": r.status, "status_detail": r.status_detail, "epochs_done": link.epochs_done,
@@ -309,6 +328,15 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def _version_note(store, record) -> str:
+    """``study s: version 2 of 3 (...)``: which stored version a read command shows."""
+    from sweeplab.store.versions import describe
+
+    default = record.version if record.versions == 1 else store.get_study(record.name).version
+    return f"study {record.name}: " + describe(record.version, record.versions, record.variant,
+                                                record.version == default)
+
+
 @app.command()
 def export(
     study: Optional[str] = typer.Argument(None, help="Study name (default: the most recent)."),
@@ -316,6 +344,7 @@ def export(
     format: str = typer.Option("csv", "--format", "-f", help="csv or json."),
     table: str = typer.Option("epochs", "--table", help="csv: epochs (one row per run-epoch) or runs (configs flattened)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to this file instead of stdout."),
+    version: Optional[int] = VersionOpt,
 ) -> None:
     """Export a study's epoch rows (or its runs with flattened configs) as CSV or JSON."""
     from sweeplab.store import Store
@@ -326,17 +355,22 @@ def export(
         raise ConfigError(f"must be epochs or runs (got {table!r})", path="--table")
     with Store(store_path(out), readonly=True) as store:
         name = pick_study(store, study)
-        epochs, runs = export_tables(store, name)
+        shown = store.get_study(name, version)
+        epochs, runs = export_tables(store, name, shown.version)
+        note = _version_note(store, shown)
     if format == "json":
-        text = json.dumps({"study": name, "epochs": epochs, "runs": runs}, indent=1, default=str) + "\n"
+        text = json.dumps({"study": name, "version": shown.version, "epochs": epochs, "runs": runs}, indent=1,
+                          default=str) + "\n"
     else:
         text = _csv(epochs if table == "epochs" else runs)
+    from .outputs import write_output, write_stdout
+
+    err_console.print(escape(note), soft_wrap=True, highlight=False)
     if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
-        err_console.print(f"wrote {output}")
+        write_output(output, text.encode("utf-8"), "-o")
+        err_console.print(f"wrote {escape(str(output))}")
     else:
-        sys.stdout.write(text)
+        write_stdout(text, "export")
 
 
 @app.command()
@@ -359,9 +393,12 @@ def checkpoint(
         if ck is None:
             raise StoreError(f"run {rec.id} has no {kind} checkpoint (status {rec.status}, {rec.epochs_done} epochs)")
         state = torch.load(io.BytesIO(ck.data), map_location="cpu", weights_only=False)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state["model"], output)
+    from .outputs import write_output
+
+    weights = io.BytesIO()
+    torch.save(state["model"], weights)
+    write_output(output, weights.getvalue(), "-o")
     meta = {"run_id": rec.id, "kind": kind, "epoch": ck.epoch, "status": rec.status, "config": rec.config}
     cfg_path = output.with_suffix(".json")
-    cfg_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_output(cfg_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"), "-o")
     console.print(f"wrote {output} ({kind} weights of run {rec.id}, epoch {ck.epoch}) and {cfg_path}")

@@ -6,13 +6,16 @@ compute next to accuracy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from sweeplab.errors import ConfigError
 
 # Two examples rather than one: with a batch of one, a model that squeezes or mixes up the batch
 # dimension still produces plausible shapes. FLOPs are divided back to one example.
@@ -121,3 +124,60 @@ def summarize(
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
         flops_per_example=counter.get_total_flops() // _BATCH,
     )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def model_bytes(factory: Callable[[], nn.Module]) -> tuple[int, int] | None:
+    """``(parameters, bytes)`` of the model ``factory`` builds, from shapes only (meta tensors).
+
+    Nothing is allocated; None when the model cannot be built on the meta device.
+    """
+    try:
+        with torch.device("meta"):
+            net = factory()
+        tensors = [*net.parameters(), *net.buffers()]
+    except Exception:  # a model that needs real tensors to be built: not checked here
+        return None
+    return (sum(p.numel() for p in net.parameters()),
+            sum(t.numel() * t.element_size() for t in tensors))
+
+
+def _is_oom(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                           or "not enough memory" in text))
+
+
+def summarize_new(factory: Callable[[], nn.Module], input_shape: tuple[int, ...], what: str) -> ModelSummary:
+    """Build a model with ``factory`` and summarise it; too big for memory is a one-line error.
+
+    The size is checked from shapes before anything is allocated (a model that does not fit
+    would otherwise be created lazily and then touched page by page until the OOM killer ends
+    the process); an allocation that still fails is reported the same way.
+    """
+    sized, free = model_bytes(factory), available_memory()
+    if sized is not None and free is not None and sized[1] > free:
+        raise ConfigError(f"out of memory: {what} has {sized[0]:,} parameters ({sized[1] / 2**30:,.1f} GiB), "
+                          f"more than the {free / 2**30:,.1f} GiB of memory available", path="model")
+    try:
+        return summarize(factory(), input_shape)
+    except (MemoryError, RuntimeError) as err:
+        if not _is_oom(err):
+            raise
+        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise ConfigError(f"out of memory: {what} does not fit in memory ({first})", path="model") from None

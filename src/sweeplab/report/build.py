@@ -7,6 +7,8 @@ and writes the files. Both only read the store.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import threading
@@ -20,6 +22,7 @@ from sweeplab.store import Store
 
 from . import figures as figs
 from .findings import METHOD_NOTES, Finding, write_findings
+from .paths import MANIFEST, MAX_SLUG, read_manifest, remove_stale, safe_name
 from .tables import (
     ArmSetting,
     Header,
@@ -36,7 +39,6 @@ from .tables import (
 
 FORMATS = ("html", "md")
 FIGURES_DIR = "figures"
-_OWN_FIGURE = re.compile(r"(curve_|arm_|sweep_)[\w.-]+\.png|per_class\.png|confusion_best\.png")
 
 
 @dataclass
@@ -77,12 +79,20 @@ class Report:
         return config_diff(run.config, self.base_config)
 
 
-def build_report(store: Store, study: str, *, with_figures: bool = True) -> Report:
-    """Read a study from ``store`` and compute its report (``StoreError`` if it is unknown)."""
-    record = store.get_study(study)
+def build_report(store: Store, study: str, *, with_figures: bool = True,
+                 version: int | None = None) -> Report:
+    """Read a study from ``store`` and compute its report (``StoreError`` if it is unknown).
+
+    ``version``: which stored version of the study (default: the store's default version)."""
+    from sweeplab.store.versions import describe
+
+    record = store.get_study(study, version)
     spec = record.spec
-    runs = load_runs(store, study)
+    runs = load_runs(store, study, record.version)
     header = make_header(record, runs)
+    default = record.version if version is None else store.get_study(study).version
+    header = dataclasses.replace(header, study_version=describe(
+        record.version, record.versions, record.variant, record.version == default))
     settings = rank_settings(group_settings(runs, spec), header.metric)
     reference = dict(spec.get("reference") or {})
     columns = attach_reference(reference, settings)
@@ -134,6 +144,8 @@ def attach_reference(reference: Mapping[str, Any], settings: list[ArmSetting]) -
 
 def _slug(name: str, taken: set[str]) -> str:
     base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "arm"
+    if len(base) > MAX_SLUG:  # a 5,000-character arm name must not exceed the file name limit
+        base = safe_name(name, fallback="arm", lower=True)
     slug, i = base, 2
     while slug in taken:
         slug, i = f"{base}-{i}", i + 1
@@ -204,7 +216,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_report(db_path: Path, study: str, out_dir: Path,
-                 formats: str | Iterable[str] = FORMATS) -> dict[str, Path]:
+                 formats: str | Iterable[str] = FORMATS, *, version: int | None = None) -> dict[str, Path]:
     """Write the study's report into ``out_dir``; returns the written files by kind.
 
     ``report.html`` is one self-contained file (figures embedded, no network needed);
@@ -214,7 +226,7 @@ def write_report(db_path: Path, study: str, out_dir: Path,
     """
     fmts = parse_formats(formats)
     with Store(Path(db_path), readonly=True) as store:
-        report = build_report(store, study)
+        report = build_report(store, study, version=version)
     return save_report(report, out_dir, fmts)
 
 
@@ -229,17 +241,16 @@ def save_report(report: Report, out_dir: Path, formats: str | Iterable[str] = FO
     if "md" in fmts:
         fig_dir = out_dir / FIGURES_DIR
         fig_dir.mkdir(exist_ok=True)
-        names = set()
+        previous, names = read_manifest(fig_dir), set()
         for f in report.figures:
             path = fig_dir / f"{f.name}.png"
             _write_atomic(path, f.png)
             written[f"figure:{f.name}"] = path
             names.add(path.name)
-        # Figures of an earlier refresh that no longer exist (an arm renamed, a sweep gone). Only
-        # names this module writes are touched, in case --dir points at a folder with other PNGs.
-        for old in fig_dir.glob("*.png"):
-            if old.name not in names and _OWN_FIGURE.fullmatch(old.name):
-                old.unlink(missing_ok=True)
+        _write_atomic(fig_dir / MANIFEST, json.dumps(sorted(names)).encode("utf-8"))
+        # Figures of an earlier refresh that no longer exist (an arm renamed, a sweep gone): only
+        # those the manifest says a report wrote, never other files of a --dir folder.
+        remove_stale(fig_dir, previous, names)
         path = out_dir / "report.md"
         _write_atomic(path, render_markdown(report, FIGURES_DIR).encode("utf-8"))
         written["md"] = path

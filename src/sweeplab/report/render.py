@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Union
 
+from .escape import md_cell as _md_cell
+from .escape import md_text
 from .figures import Figure
 from .findings import pval
 from .stats import Summary
@@ -168,6 +170,7 @@ def _header(report: Any) -> list[Block]:
     ) or "-"
     rows = [
         ["Study", h.name],
+        *([["Version", h.study_version]] if getattr(h, "study_version", "") else []),
         ["Ranked by", f"final {h.metric}"],
         ["Seeds", ", ".join(map(str, h.seeds)) or "-"],
         ["Ran", ran],
@@ -375,20 +378,16 @@ def _html_table(t: Table) -> str:
 # ---------------------------------------------------------------------------------- Markdown
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(report: Any, figures_dir: str) -> str:
     """The report as Markdown; figures are linked as ``figures_dir/NAME.png`` (relative)."""
     lines: list[str] = []
     for b in document(report):
         if isinstance(b, Heading):
-            lines += ["#" * b.level + " " + b.text, ""]
+            lines += ["#" * b.level + " " + md_text(b.text), ""]
         elif isinstance(b, Para):
-            lines += [f"*{b.text}*" if b.small else b.text, ""]
+            lines += [f"*{md_text(b.text)}*" if b.small else md_text(b.text, line_start=True), ""]
         elif isinstance(b, Bullets):
-            lines += [f"- {t}" for t in b.items] + [""]
+            lines += [f"- {md_text(t)}" for t in b.items] + [""]
         elif isinstance(b, Table):
             headers = [h or " " for h in b.headers]
             lines.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")
@@ -401,6 +400,6 @@ def render_markdown(report: Any, figures_dir: str) -> str:
             lines.append("")
         elif isinstance(b, Fig):
             f = b.figure
-            lines += [f"![{f.title}]({figures_dir}/{f.name}.png)", "", f"*{f.caption}*", ""]
+            lines += [f"![{md_text(f.title)}]({figures_dir}/{f.name}.png)", "", f"*{md_text(f.caption)}*", ""]
     return "\n".join(lines)
 

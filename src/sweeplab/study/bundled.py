@@ -21,5 +21,10 @@ def list_bundled() -> dict[str, str]:
 
 
 def bundled_path(name: str) -> Path | None:
-    p = STUDIES_DIR / f"{name}.toml"
-    return p if p.is_file() else None
+    """The file of the bundled study ``name``, or None: only the names ``list_bundled`` gives.
+
+    ``name`` is looked up among the files of the bundled folder, never joined to it as a path, so
+    ``../../x`` or an absolute path cannot reach a ``.toml`` file elsewhere.
+    """
+    by_name = {p.stem: p for p in STUDIES_DIR.glob("*.toml") if p.is_file()}
+    return by_name.get(name)
