@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sweeplab.executor import Task, TaskCrashed, default_workers, make_executor
+from sweeplab.executor import Task, TaskCrashed, Terminated, default_workers, make_executor
 from sweeplab.errors import StoreError
 from sweeplab.store import Arm, Link, Store
 from sweeplab.train.loop import FINAL_STATUSES
 from sweeplab.train.task import RunTask, run_task
 
+from .sharing import TAKE_OVER, held_elsewhere, wait_for_others
 from .spec import RunSpec, StudySpec
 
 OnEvent = Callable[[str, str, dict[str, Any]], None]
@@ -112,17 +113,37 @@ def run_study(
     executor = make_executor(workers, threads)
     try:
         results = executor.run(tasks, run_task, relay)
-    except KeyboardInterrupt:
-        with Store(store_path) as store:
-            running = [r.run_id for r in store.list_runs(study=spec.name, status="running")]
-            store.mark_interrupted(running, "stopped by the user (Ctrl-C)")
+        _record_crashes(store_path, results, executor.worker_ids(), relay)
+        while elsewhere := held_elsewhere(results):  # another process trains them: wait for it
+            statuses = wait_for_others(store_path, elsewhere)
+            for run_id, status in statuses.items():
+                results[run_id] = {"run_id": run_id, "status": status, "detail": "trained by another process",
+                                   "skipped": True}
+            retry = [t for t in tasks if statuses.get(t.key) in TAKE_OVER]
+            if retry:
+                results.update(executor.run(retry, run_task, relay))
+                _record_crashes(store_path, results, executor.worker_ids(), relay)
+    except KeyboardInterrupt as stop:
+        detail = "stopped by SIGTERM" if isinstance(stop, Terminated) else "stopped by the user (Ctrl-C)"
+        with Store(store_path) as store:  # only the runs this process's workers held
+            store.mark_interrupted([t.key for t in tasks], detail, workers=executor.worker_ids())
         raise
-    crashed = {k: v for k, v in results.items() if isinstance(v, TaskCrashed)}
-    if crashed:
-        with Store(store_path) as store:
-            for run_id, c in crashed.items():
-                if store.get_run(run_id)["status"] not in FINAL_STATUSES:
-                    store.set_status(run_id, "failed", c.reason)
-                results[run_id] = {"run_id": run_id, "status": "failed", "detail": c.reason, "skipped": False}
-                relay(run_id, "end", {"run_id": run_id, "status": "failed", "detail": c.reason})
     return results
+
+
+def _record_crashes(store_path: Path, results: dict[str, Any], own: set[str], relay: OnEvent) -> None:
+    """Record tasks whose worker died as failed runs (unless another process holds or finished them)."""
+    crashed = {k: v for k, v in results.items() if isinstance(v, TaskCrashed)}
+    if not crashed:
+        return
+    with Store(store_path) as store:
+        for run_id, c in crashed.items():
+            run = store.get_run(run_id)
+            if not (run.status == "pending" or (run.status == "running" and run.worker in own)):
+                # finished, or held by another process (which the caller then waits for)
+                results[run_id] = {"run_id": run_id, "status": run.status, "detail": run.status_detail,
+                                   "skipped": True}
+                continue
+            store.set_status(run_id, "failed", c.reason)
+            results[run_id] = {"run_id": run_id, "status": "failed", "detail": c.reason, "skipped": False}
+            relay(run_id, "end", {"run_id": run_id, "status": "failed", "detail": c.reason})

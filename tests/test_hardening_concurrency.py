@@ -1,0 +1,210 @@
+"""Issue 8, items 2, 5 and 6: concurrent drivers, a killed driver, Ctrl-C and SIGTERM.
+
+Real `sweeplab run` subprocesses on tiny `digits` studies, real signals, a real SQLite store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweeplab.store import Store
+
+from helpers import sweeplab
+
+EXE = Path(sys.executable).parent / "sweeplab"
+
+STUDY = """
+[study]
+name = "conc"
+seeds = {seeds}
+metric = "test_acc"
+
+[baseline]
+epochs = {epochs}
+batch_size = {batch}
+device = "cpu"
+data = {{ dataset = "digits" }}
+model = {{ name = "mlp", hidden = [16] }}
+optim = {{ name = "sgd", lr = 0.05, momentum = 0.9 }}
+
+[[arm]]
+name = "linear"
+model = {{ name = "linear" }}
+"""
+
+
+def write_study(tmp_path: Path, seeds: int, epochs: int, batch: int) -> Path:
+    p = tmp_path / "conc.toml"
+    p.write_text(STUDY.format(seeds=seeds, epochs=epochs, batch=batch))
+    return p
+
+
+def start(study: Path, out: Path, workers: int, **kw) -> subprocess.Popen:
+    return subprocess.Popen([str(EXE), "run", str(study), "--out", str(out), "--workers", str(workers)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"}, **kw)
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+
+
+def n_epochs(db: Path) -> int:
+    rows = query(db, "select count(*) from epochs")
+    return rows[0][0] if rows else 0
+
+
+def wait_for(cond, timeout: float = 120, every: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(every)
+    return False
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (from /proc/*/stat)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            found.append(int(d))
+    return found
+
+
+def workers_of(pid: int) -> list[int]:
+    out = []
+    for c in children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes():
+                out.append(c)
+        except OSError:
+            pass
+    return out
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def assert_complete(db: Path, runs: int, epochs: int) -> None:
+    assert query(db, "select status, count(*) from runs group by status") == [("completed", runs)]
+    assert query(db, "select run_id, epoch, count(*) from epochs group by run_id, epoch having count(*) > 1") == []
+    per_run = query(db, "select run_id, count(*), max(epoch) from epochs group by run_id")
+    assert len(per_run) == runs and all(n == epochs and m == epochs for _, n, m in per_run), per_run
+
+
+def kill_all(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                p.kill()
+
+
+# -- item 2: two or three drivers share one study ----------------------------------------------
+
+@pytest.mark.parametrize("drivers,workers", [(2, 1), (2, 2), (3, 1), (3, 2)])
+def test_concurrent_drivers_share_the_runs_and_all_exit_0(tmp_path, drivers, workers):
+    study = write_study(tmp_path, seeds=3, epochs=4, batch=8)  # 6 runs of about a second each
+    out = tmp_path / "out"
+    out.mkdir()
+    Store(out / "sweeplab.db").close()  # the store exists before the race
+    procs = [start(study, out, workers, start_new_session=True) for _ in range(drivers)]
+    try:
+        results = [p.communicate(timeout=300) for p in procs]
+    finally:
+        kill_all(procs)
+    for p, (stdout, err) in zip(procs, results):
+        assert p.returncode == 0, err
+        assert "Traceback" not in err
+    db = out / "sweeplab.db"
+    assert_complete(db, runs=6, epochs=4)
+    assert query(db, "select count(*) from runs where status_detail is not null") == [(0,)]
+    # every process's summary adds up to the study: each run trained by exactly one of them
+    trained = sum(int(re.findall(r"trained (\d+) runs", stdout)[-1]) for stdout, _ in results)
+    assert trained == 6, [s for s, _ in results]
+
+
+# -- item 6: one Ctrl-C or SIGTERM always ends the study ------------------------------------------
+
+@pytest.mark.parametrize("how", ["sigint-group", "sigterm-driver"])
+def test_ctrl_c_and_sigterm_stop_workers_2_promptly(tmp_path, how):
+    study = write_study(tmp_path, seeds=1, epochs=40, batch=4)  # 2 runs, long enough to interrupt 5 times
+    out = tmp_path / "out"
+    db = out / "sweeplab.db"
+    for attempt in range(5):
+        before = n_epochs(db)
+        proc = start(study, out, 2, start_new_session=True)
+        try:
+            assert wait_for(lambda: n_epochs(db) >= before + 2 and len(workers_of(proc.pid)) == 2), \
+                "the study never got going"
+            pids = workers_of(proc.pid)
+            time.sleep(0.05 * attempt)  # a different moment of an epoch each time
+            if how == "sigint-group":
+                os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+            else:
+                os.kill(proc.pid, signal.SIGTERM)
+            t0 = time.monotonic()
+            _, err = proc.communicate(timeout=20)
+            assert time.monotonic() - t0 < 20
+        finally:
+            kill_all([proc])
+        assert proc.returncode == (130 if how == "sigint-group" else 143), err
+        assert "Traceback" not in err and "leaked" not in err, err
+        assert wait_for(lambda: not any(alive(p) for p in pids), timeout=5), "workers outlived the driver"
+        statuses = dict(query(db, "select status, count(*) from runs group by status"))
+        assert "running" not in statuses and statuses.get("interrupted", 0) >= 1, statuses
+    r = sweeplab("run", str(study), "--out", str(out), "--workers", "2", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert_complete(db, runs=2, epochs=40)
+
+
+# -- item 5: workers die with a killed driver ------------------------------------------------------
+
+def test_workers_exit_when_the_driver_is_killed(tmp_path):
+    study = write_study(tmp_path, seeds=1, epochs=12, batch=4)
+    out = tmp_path / "out"
+    db = out / "sweeplab.db"
+    proc = start(study, out, 2, start_new_session=True)
+    try:
+        assert wait_for(lambda: n_epochs(db) >= 2 and len(workers_of(proc.pid)) == 2)
+        pids = workers_of(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as the OOM killer does
+        proc.wait(timeout=10)
+        assert wait_for(lambda: not any(alive(p) for p in pids), timeout=5), "workers outlived the driver"
+    finally:
+        kill_all([proc])
+        for p in workers_of(os.getpid()):
+            os.kill(p, signal.SIGKILL)
+    r = sweeplab("run", str(study), "--out", str(out), "--workers", "2", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert_complete(db, runs=2, epochs=12)
