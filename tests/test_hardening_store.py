@@ -219,3 +219,125 @@ def test_status_report_export_work_on_a_readonly_filesystem(finished_store, tmp_
     assert r.returncode == 0, r.stderr
     assert (reports / "report.html").is_file()
     assert db.read_bytes() == before and side_files(db) == []
+
+
+# ---------------------------------------------------------------- item 3: study versions
+
+
+def _export_rows(out: Path, *args: str) -> tuple[list[dict], str]:
+    r = sweeplab("export", "s", "--out", str(out), *args)
+    assert r.returncode == 0, r.stderr
+    return list(csv.DictReader(io.StringIO(r.stdout))), r.stderr
+
+
+def test_quick_pass_after_a_full_run_is_a_new_version_not_a_replacement(tmp_path):
+    study, out = write_study(tmp_path, seeds=2, epochs=2), tmp_path / "out"
+    r = sweeplab("run", str(study), "--out", str(out), "-w", "1")
+    assert r.returncode == 0, r.stderr
+    assert "version" not in r.stdout  # a first run records version 1 silently
+    full, note = _export_rows(out)
+    assert len(full) == 2 * 2 * 2 and "version 1 of 1" in note
+
+    quick = sweeplab("run", str(study), "--out", str(out), "--epochs", "1", "--seeds", "1", "-w", "1")
+    assert quick.returncode == 0, quick.stderr
+    notice = [x for x in quick.stdout.splitlines() if "version 2 of 2" in x]
+    assert len(notice) == 1 and "overrides" in notice[0], quick.stdout
+
+    rows, note = _export_rows(out)  # the default is still the full definition
+    assert rows == full
+    assert "version 1 of 2" in note and note.count("\n") == 1
+    rows, note = _export_rows(out, "--version", "2")
+    assert len(rows) == 2 and {x["epoch"] for x in rows} == {"1"} and "version 2 of 2" in note
+    r = sweeplab("export", "s", "--out", str(out), "--format", "json", "--version", "1")
+    assert json.loads(r.stdout)["version"] == 1 and len(json.loads(r.stdout)["epochs"]) == 8
+
+    for version, words in ((None, "version 1 of 2"), ("2", "version 2 of 2")):
+        target = tmp_path / f"report-{version}"
+        args = ["report", "s", "--out", str(out), "--dir", str(target), "--format", "md"]
+        r = sweeplab(*args, *(["--version", version] if version else []))
+        assert r.returncode == 0, r.stderr
+        md = (target / "report.md").read_text()
+        assert words in md, md[:2000]
+        assert f"Seeds | {'0, 1' if version is None else '0'} |" in md
+
+    again = sweeplab("run", str(study), "--out", str(out), "-w", "1")  # the same file: no new version
+    assert again.returncode == 0 and "changed" not in again.stdout, again.stdout
+    with Store(out / "sweeplab.db", readonly=True) as store:
+        versions = store.study_versions("s")
+        assert [(v.version, v.variant, v.is_default, v.links) for v in versions] == [
+            (1, False, True, 4), (2, True, False, 2)]
+
+    bad = one_error_line(sweeplab("export", "s", "--out", str(out), "--version", "3"))
+    assert "--version" in bad and "1-2" in bad and "3" in bad
+
+
+def test_another_file_with_the_same_study_name_is_a_new_version(tmp_path):
+    out = tmp_path / "out"
+    first = write_study(tmp_path, seeds=1, epochs=1, file="a.toml")
+    second = write_study(tmp_path, seeds=1, epochs=1, file="b.toml",
+                         extra='[[arm]]\nname = "wider"\nmodel = { hidden = [24] }\n')
+    assert sweeplab("run", str(first), "--out", str(out), "-w", "1").returncode == 0
+    r = sweeplab("run", str(second), "--out", str(out), "-w", "1")
+    assert r.returncode == 0, r.stderr
+    assert any("version 2 of 2" in x and "now show it" in x for x in r.stdout.splitlines()), r.stdout
+
+    rows, note = _export_rows(out)  # a definition from a file becomes the default
+    assert {x["arm"] for x in rows} == {"baseline", "linear", "wider"} and "version 2 of 2" in note
+    rows, note = _export_rows(out, "--version", "1")
+    assert {x["arm"] for x in rows} == {"baseline", "linear"} and "version 1 of 2" in note
+    r = sweeplab("status", "s", "--out", str(out), "--version", "1")
+    assert r.returncode == 0 and "version 1 of 2" in r.stdout and "wider" not in r.stdout, r.stdout
+    with Store(out / "sweeplab.db", readonly=True) as store:
+        assert store.get_study("s", 1).spec["source"] == first.read_text()
+        assert store.get_study("s").spec["source"] == second.read_text()
+        assert len(store.list_runs(study="s", version=1)) == 2 and len(store.list_runs(study="s")) == 3
+
+
+def test_a_schema_1_store_migrates_its_study_to_version_1(tmp_path):
+    from sweeplab.store import _schema
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    _schema._v1(conn)
+    conn.execute(f"PRAGMA application_id = {_schema.APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    now = "2026-01-01T00:00:00.000+00:00"
+    for run_id, seed in (("r0", 0), ("r1", 1)):
+        conn.execute("INSERT INTO runs (id, config_json, seed, status, created_at) VALUES (?, '{}', ?,"
+                     " 'completed', ?)", (run_id, seed, now))
+        conn.execute("INSERT INTO epochs (run_id, epoch, test_acc, finished_at) VALUES (?, 1, 0.5, ?)",
+                     (run_id, now))
+    conn.execute("INSERT INTO studies VALUES ('old', 'from v1', ?, 'test_acc', ?, ?)",
+                 (json.dumps({"name": "old", "seeds": [0, 1]}), now, now))
+    conn.execute("INSERT INTO arms VALUES ('old', 'baseline', 0, '{}')")
+    conn.executemany("INSERT INTO study_runs VALUES ('old', 'baseline', ?, ?, 'baseline', ?)",
+                     [(0, "r0", 0), (1, "r1", 1)])
+    conn.commit()
+    conn.close()
+
+    with pytest.raises(StoreError, match="older schema"):
+        Store(db, readonly=True)  # readers never migrate
+    with Store(db) as store:
+        record = store.get_study("old")
+        assert (record.version, record.versions, record.description) == (1, 1, "from v1")
+        assert [link.run_id for link in store.study_runs("old")] == ["r0", "r1"]
+        assert len(store.all_epochs("old")) == 2
+        assert [v.links for v in store.study_versions("old")] == [2]
+        # The same spec saved again is the same version; a changed one is version 2.
+        from sweeplab.store import Link
+
+        same = store.save_study("old", spec_json=record.spec_json, arms=["baseline"],
+                                links=[Link("baseline", 0, "r0"), Link("baseline", 1, "r1")],
+                                description="from v1", metric="test_acc")
+        assert (same.version, same.versions) == (1, 1)
+        new = store.save_study("old", spec_json={"name": "old", "seeds": [0]}, arms=["baseline"],
+                               links=[Link("baseline", 0, "r0")], variant=True)
+        assert (new.version, new.versions, new.variant) == (2, 2, True)
+        assert store.get_study("old").version == 1  # a variant does not become the default
+        assert [link.run_id for link in store.study_runs("old")] == ["r0", "r1"]
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == _schema.current_version()
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.close()

@@ -165,12 +165,13 @@ class ArmSetting:
         return self.rank == 1
 
 
-def load_runs(store: Store, study: str) -> list[RunData]:
-    """Every (arm, run) link of the study with its run's record and epoch rows, in link order."""
-    records = {r.id: r for r in store.list_runs(study=study)}
+def load_runs(store: Store, study: str, version: int | None = None) -> list[RunData]:
+    """Every (arm, run) link of the study's default version (or ``version``) with its run's
+    record and epoch rows, in link order."""
+    records = {r.id: r for r in store.list_runs(study=study, version=version)}
     epochs: dict[str, list[dict[str, Any]]] = {}
     out = []
-    for link in store.study_runs(study):
+    for link in store.study_runs(study, version):
         rec = records[link.run_id]
         if link.run_id not in epochs:
             epochs[link.run_id] = store.epochs(link.run_id)
@@ -332,6 +333,8 @@ class Header:
     cli_overrides: dict[str, Any]
     has_val: bool
     num_classes: int | None
+    study_version: str = ""
+    """Which stored version of the study this is: ``version 2 of 3 (...)`` (store/versions.py)."""
 
 
 #: Environment keys shown as library versions in the header, in this order.

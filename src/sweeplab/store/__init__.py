@@ -17,6 +17,7 @@ from sweeplab.store.records import (
     RunRecord,
     StudyRecord,
     StudyRunRecord,
+    StudyVersion,
 )
 from sweeplab.store.store import (
     CHECKPOINT_KINDS,
@@ -42,5 +43,6 @@ __all__ = [
     "Store",
     "StudyRecord",
     "StudyRunRecord",
+    "StudyVersion",
     "default_worker_id",
 ]

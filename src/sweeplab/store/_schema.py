@@ -12,6 +12,8 @@ the wild were built by it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 from collections.abc import Callable
 
@@ -123,8 +125,93 @@ def _v1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v2(conn: sqlite3.Connection) -> None:
+    """Study versions: a study whose definition changes keeps every earlier definition, with its
+    arms and run links, as a numbered version (``store/versions.py``). ``arms`` and
+    ``study_runs`` gain a ``version`` column in their keys, which SQLite can only do by
+    rebuilding them; every existing study becomes version 1 of itself."""
+    conn.execute(
+        """
+        CREATE TABLE study_versions (
+            study       TEXT NOT NULL REFERENCES studies(name),
+            version     INTEGER NOT NULL CHECK (version >= 1),
+            spec_hash   TEXT NOT NULL,
+            spec_json   TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            metric      TEXT,
+            variant     INTEGER NOT NULL DEFAULT 0,
+            created_at  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL,
+            PRIMARY KEY (study, version),
+            UNIQUE (study, spec_hash)
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE arms_v2 (
+            study         TEXT NOT NULL,
+            version       INTEGER NOT NULL,
+            name          TEXT NOT NULL,
+            position      INTEGER NOT NULL,
+            override_json TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (study, version, name),
+            FOREIGN KEY (study, version) REFERENCES study_versions(study, version)
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE study_runs_v2 (
+            study    TEXT NOT NULL,
+            version  INTEGER NOT NULL,
+            arm      TEXT NOT NULL,
+            seed     INTEGER NOT NULL,
+            run_id   TEXT NOT NULL REFERENCES runs(id),
+            label    TEXT,
+            position INTEGER NOT NULL,
+            PRIMARY KEY (study, version, arm, run_id),
+            FOREIGN KEY (study, version, arm) REFERENCES arms_v2(study, version, name)
+        )
+        """
+    )
+    rows = conn.execute(
+        "SELECT name, spec_json, description, metric, created_at, updated_at FROM studies"
+    ).fetchall()
+    for name, spec_json, description, metric, created_at, updated_at in rows:
+        # Frozen copy of versions.spec_hash as of this migration.
+        canonical = json.dumps(json.loads(spec_json), sort_keys=True, separators=(",", ":"))
+        conn.execute(
+            "INSERT INTO study_versions (study, version, spec_hash, spec_json, description,"
+            " metric, variant, created_at, updated_at) VALUES (?, 1, ?, ?, ?, ?, 0, ?, ?)",
+            (
+                name,
+                hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+                spec_json,
+                description,
+                metric,
+                created_at,
+                updated_at,
+            ),
+        )
+    conn.execute(
+        "INSERT INTO arms_v2 (study, version, name, position, override_json)"
+        " SELECT study, 1, name, position, override_json FROM arms"
+    )
+    conn.execute(
+        "INSERT INTO study_runs_v2 (study, version, arm, seed, run_id, label, position)"
+        " SELECT study, 1, arm, seed, run_id, label, position FROM study_runs"
+    )
+    conn.execute("DROP TABLE study_runs")
+    conn.execute("DROP TABLE arms")
+    # RENAME rewrites the foreign key of study_runs_v2 to follow arms_v2 -> arms.
+    conn.execute("ALTER TABLE arms_v2 RENAME TO arms")
+    conn.execute("ALTER TABLE study_runs_v2 RENAME TO study_runs")
+    conn.execute("CREATE INDEX study_runs_run ON study_runs(run_id)")
+
+
 #: _MIGRATIONS[v - 1] takes a database from schema version v - 1 to v.
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(_MIGRATIONS)

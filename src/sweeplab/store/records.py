@@ -133,11 +133,33 @@ class StudyRecord:
     created_at: str
     updated_at: str
     arms: tuple[Arm, ...] = field(default=())
+    #: Which version of the study this record describes, how many it has, and whether this one
+    #: was made with command-line overrides (``--epochs``, ``--seeds``, ``--set``, ``--smoke``).
+    version: int = 1
+    versions: int = 1
+    variant: bool = False
 
     @property
     def spec(self) -> dict[str, Any]:
         """The study spec, parsed."""
         return json.loads(self.spec_json)
+
+
+@dataclass(frozen=True)
+class StudyVersion:
+    """One saved definition of a study. A study saved with a changed spec gets a new version;
+    the earlier ones keep their arms and run links. ``is_default`` marks the one reports and
+    exports show unless told otherwise: the most recently saved without overrides, else the
+    most recently saved."""
+
+    study: str
+    version: int
+    spec_hash: str
+    variant: bool
+    created_at: str
+    updated_at: str
+    links: int
+    is_default: bool
 
 
 @dataclass(frozen=True)

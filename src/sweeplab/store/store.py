@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 from sweeplab.errors import StoreError
 from sweeplab.store import _open as _open_checks
-from sweeplab.store import _schema
+from sweeplab.store import _schema, versions
 from sweeplab.store.records import (
     EPOCH_METRIC_COLUMNS,
     RUN_STATUSES,
@@ -51,6 +51,7 @@ from sweeplab.store.records import (
     RunRecord,
     StudyRecord,
     StudyRunRecord,
+    StudyVersion,
 )
 
 #: Where the CLI keeps the store unless told otherwise (relative to the working directory).
@@ -222,9 +223,14 @@ class Store:
         return runs[0]
 
     def list_runs(
-        self, *, study: str | None = None, status: str | Iterable[str] | None = None
+        self,
+        *,
+        study: str | None = None,
+        status: str | Iterable[str] | None = None,
+        version: int | None = None,
     ) -> list[RunRecord]:
-        """Runs, optionally only those of ``study`` and/or with the given status(es).
+        """Runs, optionally only those of ``study`` (its default version unless ``version``)
+        and/or with the given status(es).
 
         Ordered by first appearance in the study when one is given, else by creation time. A run
         shared by several arms of the study appears once.
@@ -238,14 +244,16 @@ class Store:
             params.extend(statuses)
         with self._reading() as conn:
             if study is not None:
-                self._check_study(conn, study)
-                where.append("r.id IN (SELECT run_id FROM study_runs WHERE study = ?)")
-                params.append(study)
+                v = versions.resolve(conn, study, version)
+                where.append(
+                    "r.id IN (SELECT run_id FROM study_runs WHERE study = ? AND version = ?)"
+                )
+                params.extend((study, v))
                 order = (
                     "(SELECT MIN(l.position) FROM study_runs l"
-                    " WHERE l.study = ? AND l.run_id = r.id)"
+                    " WHERE l.study = ? AND l.version = ? AND l.run_id = r.id)"
                 )
-                params.append(study)
+                params.extend((study, v))
             sql = _RUN_SELECT + (" WHERE " + " AND ".join(where) if where else "")
             rows = conn.execute(sql + f" ORDER BY {order}", params).fetchall()
         return [_run_record(row) for row in rows]
@@ -428,20 +436,23 @@ class Store:
             )
             return True
 
-    def counts_by_status(self, study: str | None = None) -> dict[str, int]:
+    def counts_by_status(
+        self, study: str | None = None, *, version: int | None = None
+    ) -> dict[str, int]:
         """Number of runs in each status (every status present, zeros included).
 
-        With ``study``, counts distinct runs of that study (a run shared by two arms counts once).
+        With ``study``, counts distinct runs of that study's default version (or ``version``);
+        a run shared by two arms counts once.
         """
         with self._reading() as conn:
             if study is None:
                 rows = conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status")
             else:
-                self._check_study(conn, study)
+                v = versions.resolve(conn, study, version)
                 rows = conn.execute(
-                    "SELECT status, COUNT(*) FROM runs WHERE id IN"
-                    " (SELECT run_id FROM study_runs WHERE study = ?) GROUP BY status",
-                    (study,),
+                    "SELECT status, COUNT(*) FROM runs WHERE id IN (SELECT run_id FROM"
+                    " study_runs WHERE study = ? AND version = ?) GROUP BY status",
+                    (study, v),
                 )
             counts = dict.fromkeys(RUN_STATUSES, 0)
             counts.update({status: n for status, n in rows.fetchall()})
@@ -559,13 +570,16 @@ class Store:
         links: Sequence[Link],
         description: str = "",
         metric: str | None = None,
+        variant: bool = False,
     ) -> StudyRecord:
         """Create or update a study: its spec, its arms (in order) and its run links (in order).
 
-        Idempotent: saving a study again replaces its spec, arms and links with the given ones
-        (arms dropped from the spec stop being listed) but never touches runs or their epochs, so
-        re-adding an arm finds its finished runs again. Every linked run must exist already
-        (``upsert_run`` first); two arms may link the same run.
+        A spec not saved before under this name becomes a new version of the study; earlier
+        versions keep their spec, arms and links (see ``versions.py``). ``variant``: this spec
+        was made with command-line overrides, so it does not become the version shown by
+        default. Saving a known spec again is idempotent. Runs and their epochs are never
+        touched. Every linked run must exist already (``upsert_run`` first); two arms may link
+        the same run. Returns the saved version's record (``.version``, ``.versions``).
         """
         if not name:
             raise ValueError("a study needs a name")
@@ -575,7 +589,7 @@ class Store:
         if len(set(arm_names)) != len(arm_names):
             raise ValueError(f"study {name!r}: duplicate arm names in {arm_names}")
         arm_rows = [
-            (name, a.name, i, _to_json(a.override_json, f"arm {a.name!r} override_json"))
+            (a.name, i, _to_json(a.override_json, f"arm {a.name!r} override_json"))
             for i, a in enumerate(arm_list)
         ]
         seen: set[tuple[str, str]] = set()
@@ -602,36 +616,29 @@ class Store:
                     f"study {name!r} links runs that are not in the store ({', '.join(missing[:3])}"
                     f"{'...' if len(missing) > 3 else ''}); upsert_run them first"
                 )
-            conn.execute(
-                "INSERT INTO studies (name, description, spec_json, metric, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(name) DO UPDATE SET description = excluded.description,"
-                "   spec_json = excluded.spec_json, metric = excluded.metric,"
-                "   updated_at = excluded.updated_at",
-                (name, description, spec, metric, now, now),
+            version, _ = versions.save_version(
+                conn,
+                name,
+                spec=spec,
+                description=description,
+                metric=metric,
+                variant=variant,
+                arm_rows=arm_rows,
+                link_rows=[(link.arm, int(link.seed), link.run_id, link.label) for link in links],
+                now=now,
             )
-            # Arms and links are derived from the spec just saved, not user data: replacing them
-            # keeps the study's listing in step with its file. Runs and epochs stay.
-            conn.execute("DELETE FROM study_runs WHERE study = ?", (name,))
-            conn.execute("DELETE FROM arms WHERE study = ?", (name,))
-            conn.executemany(
-                "INSERT INTO arms (study, name, position, override_json) VALUES (?, ?, ?, ?)",
-                arm_rows,
-            )
-            conn.executemany(
-                "INSERT INTO study_runs (study, arm, seed, run_id, label, position)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (name, link.arm, int(link.seed), link.run_id, link.label, i)
-                    for i, link in enumerate(links)
-                ],
-            )
-            return self._get_study(conn, name)
+            return self._get_study(conn, name, version)
 
-    def get_study(self, name: str) -> StudyRecord:
-        """The study with this name and its arms; ``StoreError`` if there is none."""
+    def get_study(self, name: str, version: int | None = None) -> StudyRecord:
+        """The study with this name, its default version (or ``version``) and that version's
+        arms; ``StoreError`` if there is no such study or version."""
         with self._reading() as conn:
-            return self._get_study(conn, name)
+            return self._get_study(conn, name, version)
+
+    def study_versions(self, name: str) -> list[StudyVersion]:
+        """Every version of the study, oldest first (``StoreError`` if there is no study)."""
+        with self._reading() as conn:
+            return versions.list_versions(conn, name)
 
     def list_studies(self) -> list[StudyRecord]:
         """Every study, oldest first."""
@@ -639,37 +646,38 @@ class Store:
             names = conn.execute("SELECT name FROM studies ORDER BY created_at, name").fetchall()
             return [self._get_study(conn, row["name"]) for row in names]
 
-    def study_runs(self, study: str) -> list[StudyRunRecord]:
-        """The study's (arm, run) links in order, joined with each run's status and progress."""
+    def study_runs(self, study: str, version: int | None = None) -> list[StudyRunRecord]:
+        """The (arm, run) links of the study's default version (or ``version``) in order,
+        joined with each run's status and progress."""
         with self._reading() as conn:
-            self._check_study(conn, study)
+            v = versions.resolve(conn, study, version)
             rows = conn.execute(
                 "SELECT l.study, l.arm, a.position AS arm_position, l.position, l.label, l.seed,"
                 "  l.run_id, r.status, r.status_detail, r.epochs_planned, r.wall_time_s,"
                 "  COALESCE((SELECT MAX(e.epoch) FROM epochs e WHERE e.run_id = l.run_id), 0)"
                 "    AS epochs_done"
                 " FROM study_runs l"
-                " JOIN arms a ON a.study = l.study AND a.name = l.arm"
+                " JOIN arms a ON a.study = l.study AND a.version = l.version AND a.name = l.arm"
                 " JOIN runs r ON r.id = l.run_id"
-                " WHERE l.study = ? ORDER BY l.position",
-                (study,),
+                " WHERE l.study = ? AND l.version = ? ORDER BY l.position",
+                (study, v),
             ).fetchall()
         return [StudyRunRecord(**dict(row)) for row in rows]
 
-    def all_epochs(self, study: str) -> list[dict[str, Any]]:
-        """Every epoch row of the study's runs with the link's arm, label and seed and the run's
-        status, ordered by link then epoch (for exports and reports). A run shared by two arms
-        contributes its rows to both."""
+    def all_epochs(self, study: str, version: int | None = None) -> list[dict[str, Any]]:
+        """Every epoch row of the runs of the study's default version (or ``version``) with the
+        link's arm, label and seed and the run's status, ordered by link then epoch (for exports
+        and reports). A run shared by two arms contributes its rows to both."""
         with self._reading() as conn:
-            self._check_study(conn, study)
+            v = versions.resolve(conn, study, version)
             rows = conn.execute(
                 "SELECT l.study, l.arm, l.label, l.seed, r.status,"
                 f" {', '.join('e.' + c for c in _EPOCH_COLUMNS)}"
                 " FROM study_runs l"
                 " JOIN runs r ON r.id = l.run_id"
                 " JOIN epochs e ON e.run_id = l.run_id"
-                " WHERE l.study = ? ORDER BY l.position, e.epoch",
-                (study,),
+                " WHERE l.study = ? AND l.version = ? ORDER BY l.position, e.epoch",
+                (study, v),
             ).fetchall()
         out = []
         for row in rows:
@@ -867,21 +875,30 @@ class Store:
         if conn.execute("SELECT 1 FROM studies WHERE name = ?", (name,)).fetchone() is None:
             raise StoreError(f"no study named {name!r} in the run store")
 
-    def _get_study(self, conn: sqlite3.Connection, name: str) -> StudyRecord:
+    def _get_study(
+        self, conn: sqlite3.Connection, name: str, version: int | None = None
+    ) -> StudyRecord:
         row = conn.execute("SELECT * FROM studies WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise StoreError(f"no study named {name!r} in the run store")
+        v = versions.resolve(conn, name, version)
+        info = versions.version_info(conn, name, v)
         arms = conn.execute(
-            "SELECT name, override_json FROM arms WHERE study = ? ORDER BY position", (name,)
+            "SELECT name, override_json FROM arms WHERE study = ? AND version = ?"
+            " ORDER BY position",
+            (name, v),
         ).fetchall()
         return StudyRecord(
             name=row["name"],
-            description=row["description"],
-            spec_json=row["spec_json"],
-            metric=row["metric"],
+            description=info["description"],
+            spec_json=info["spec_json"],
+            metric=info["metric"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             arms=tuple(Arm(a["name"], a["override_json"]) for a in arms),
+            version=v,
+            versions=info["versions"],
+            variant=bool(info["variant"]),
         )
 
     def _update_run_row(

@@ -32,17 +32,33 @@ class StudyPlan:
     done: list[RunSpec] = field(default_factory=list)
     todo: list[RunSpec] = field(default_factory=list)
     status: dict[str, str] = field(default_factory=dict)
+    #: The study's version these runs belong to, how many it has, and whether this plan's
+    #: definition was new to the store (a changed file, or new overrides: see record_study).
+    version: int = 1
+    versions: int = 1
+    new_version: bool = False
 
 
-def record_study(spec: StudySpec, store: Store) -> None:
-    """Insert the study's runs (pending unless known) and its arms and links; idempotent."""
+def record_study(spec: StudySpec, store: Store) -> tuple[int, int, bool]:
+    """Insert the study's runs (pending unless known) and its arms and links; idempotent.
+
+    A definition not seen before under this study name is recorded as a new version of the
+    study; one made with command-line overrides (``spec.cli_overrides``) is marked a variant,
+    which reports and exports do not show by default. Returns (version, versions, new).
+    """
     for r in spec.unique_runs():
         store.upsert_run(r.run_id, config_json=r.config.to_json(), seed=r.seed,
                          label=r.label, epochs_planned=r.config.epochs)
     arms = [Arm(a.name, json.dumps(a.override, sort_keys=True)) for a in spec.arms]
     links = [Link(arm=r.arm, seed=r.seed, run_id=r.run_id, label=r.label) for r in spec.runs]
-    store.save_study(spec.name, spec_json=spec.to_json(), arms=arms, links=links, description=spec.description,
-                     metric=spec.metric)
+    try:
+        known = len(store.study_versions(spec.name))
+    except StoreError:  # a study new to the store
+        known = 0
+    saved = store.save_study(spec.name, spec_json=spec.to_json(), arms=arms, links=links,
+                             description=spec.description, metric=spec.metric,
+                             variant=bool(spec.cli_overrides))
+    return saved.version, saved.versions, saved.versions > known
 
 
 def plan_study(spec: StudySpec, store: Store | None) -> StudyPlan:
@@ -64,8 +80,10 @@ def prepare_study(spec: StudySpec, store_path: str | Path) -> StudyPlan:
     """Mark runs left ``running`` by dead processes, record the study, and plan what is left."""
     with Store(store_path) as store:
         store.reset_stale_running()
-        record_study(spec, store)
-        return plan_study(spec, store)
+        version, versions, new = record_study(spec, store)
+        plan = plan_study(spec, store)
+        plan.version, plan.versions, plan.new_version = version, versions, new
+        return plan
 
 
 def run_study(
