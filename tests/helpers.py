@@ -10,8 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_CANDIDATES = [
     os.environ.get("SWEEPLAB_CIFAR10", ""),
-    str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"),
-    "/work/shared/data/cifar10-jpeg.tar.gz",
+    # ../shared beside the checkout, or beside any folder above it (a clone made deeper down)
+    *(str(up / "shared" / "data" / "cifar10-jpeg.tar.gz") for up in ROOT.parents),
 ]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 from helpers import sweeplab
 
 from sweeplab.cli import studies_cmd  # noqa: F401  (registers `studies` and `show` on the app)
@@ -29,6 +30,7 @@ from sweeplab.study import load_study
 from sweeplab.study.bundled import bundled_path, list_bundled
 from sweeplab.study.smoke import smoke_overrides
 from sweeplab.train.loop import make_model
+from sweeplab.train.optim import build_optimizer
 
 STUDIES = [
     "quickstart",
@@ -93,9 +95,14 @@ def test_every_run_builds_its_model_and_optimizer(name: str) -> None:
             continue
         seen.add(key)
         model = make_model(cfg, _dataset_like(json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)))
-        if hasattr(model, "build_optimizer"):
-            model.build_optimizer(cfg.optim)
+        if hasattr(model, "build_optimizer"):  # numpy_mlp brings its own SGD, CPU only
             assert cfg.device == "cpu", f"{run.label}: {cfg.model.name} runs on the CPU only"
+            optimizer = model.build_optimizer(cfg.optim)
+        else:
+            optimizer = build_optimizer(model.parameters(), cfg.optim)
+        assert isinstance(optimizer, torch.optim.Optimizer), run.label
+        assert optimizer.param_groups[0]["lr"] == cfg.optim.lr, run.label
+        assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters())), run.label
 
 
 def test_resnet_paper_cites_the_paper_beside_matching_arms() -> None:

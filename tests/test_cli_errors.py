@@ -6,6 +6,7 @@ import gzip
 import sqlite3
 
 import pytest
+import torch
 
 from sweeplab.cli.main import main
 
@@ -35,7 +36,8 @@ TRAIN_CASES = [
     (["--set", "data.val_size=5000"], "data.val_size", "1437"),
     (["--dataset", "mnist", "--data-dir", "{tmp}/empty"], "data.dataset", "{tmp}/empty"),
     (["--dataset", "imagefolder", "--set", "data.path='{archive}'"], "data.path", "broken.tar.gz"),
-    (["--device", "cuda:0"], "device", "no CUDA device"),
+    pytest.param(["--device", "cuda:0"], "device", "no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")),
     (["--set", "model.activation='sigmoidd'"], "model.activation", "relu"),
     (["--config", "{tmp}/missing.toml"], "missing.toml", "no such file"),
     (["--set", "noequals"], "--set", "key=value"),
@@ -43,7 +45,8 @@ TRAIN_CASES = [
 ]
 
 
-@pytest.mark.parametrize("args,path,words", TRAIN_CASES, ids=[c[1] + ":" + c[2] for c in TRAIN_CASES])
+@pytest.mark.parametrize("args,path,words", TRAIN_CASES,
+                         ids=[(c.values if hasattr(c, "values") else c)[1] for c in TRAIN_CASES])
 def test_train_bad_input(capsys, tmp_path, corrupt_archive, monkeypatch, args, path, words):
     monkeypatch.delenv("SWEEPLAB_CIFAR10", raising=False)
     monkeypatch.setenv("SWEEPLAB_CACHE", str(tmp_path / "cache"))
@@ -92,9 +95,9 @@ STUDY_CASES = [
     (GOOD + "[[arm]]\nname = 'a'\nmodel = { name = 'nosuch' }\n", "arm 'a'", "model.name"),
     (GOOD + "[[arm]]\nname = 'same'\nepochs = 1\n", "arm 'same'", "changes nothing"),
     (GOOD + "[[arm]]\nname = 'z'\nzip = true\noptim = { lr = [0.1, 0.2], momentum = [0.9] }\n", "arm 'z'", "length"),
-    (GOOD.replace("seeds = 1", "seeds = 0"), "study.seeds", ""),
+    (GOOD.replace("seeds = 1", "seeds = 0"), "study.seeds", "must be >= 1 (got 0)"),
     (GOOD.replace("seeds = 1", "seeds = 1\nmetric = 'accuracy'"), "study.metric", "test_acc"),
-    ("[study]\nname = 'x'\n", "baseline", ""),
+    ("[study]\nname = 'x'\n", "baseline", "missing [baseline] table"),
     (GOOD + "[[arm]]\nname = 'neg'\noptim = { lr = [0.1, -1.0] }\n", "arm 'neg'", "optim.lr"),
     (GOOD + "[[arm]]\noptim = { lr = 0.5 }\n", "arm", "name"),
 ]

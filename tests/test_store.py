@@ -164,10 +164,9 @@ def test_writes_wait_for_another_writers_lock(tmp_path):
     holder.execute("BEGIN IMMEDIATE")
     release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
     with Store(path, timeout_s=0.1) as impatient:
-        started = time.monotonic()
         with pytest.raises(StoreError, match="stayed locked"):
             impatient.commit_epoch("r1", 1, {}, b"x")
-        assert time.monotonic() - started < 0.45  # gave up before the lock was released
+        # The lock is released only after this block: raising at all shows it gave up waiting.
     release.start()
     with Store(path, timeout_s=10) as patient:
         patient.commit_epoch("r1", 1, {}, b"x")
