@@ -871,10 +871,6 @@ class Store:
         if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
             raise StoreError(f"no run with id {run_id!r}")
 
-    def _check_study(self, conn: sqlite3.Connection, name: str) -> None:
-        if conn.execute("SELECT 1 FROM studies WHERE name = ?", (name,)).fetchone() is None:
-            raise StoreError(f"no study named {name!r} in the run store")
-
     def _get_study(
         self, conn: sqlite3.Connection, name: str, version: int | None = None
     ) -> StudyRecord:
