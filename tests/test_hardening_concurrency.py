@@ -158,7 +158,7 @@ def test_concurrent_drivers_share_the_runs_and_all_exit_0(tmp_path, drivers, wor
 
 @pytest.mark.parametrize("how", ["sigint-group", "sigterm-driver"])
 def test_ctrl_c_and_sigterm_stop_workers_2_promptly(tmp_path, how):
-    study = write_study(tmp_path, seeds=1, epochs=40, batch=4)  # 2 runs, long enough to interrupt 5 times
+    study = write_study(tmp_path, seeds=1, epochs=30, batch=8)  # 2 runs, long enough to interrupt 5 times
     out = tmp_path / "out"
     db = out / "sweeplab.db"
     for attempt in range(5):
@@ -185,7 +185,7 @@ def test_ctrl_c_and_sigterm_stop_workers_2_promptly(tmp_path, how):
         assert "running" not in statuses and statuses.get("interrupted", 0) >= 1, statuses
     r = sweeplab("run", str(study), "--out", str(out), "--workers", "2", timeout=300)
     assert r.returncode == 0, r.stderr
-    assert_complete(db, runs=2, epochs=40)
+    assert_complete(db, runs=2, epochs=30)
 
 
 # -- item 5: workers die with a killed driver ------------------------------------------------------

@@ -217,9 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     except SweeplabError as err:
         err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return err.exit_code
-    except KeyboardInterrupt as stop:  # Ctrl-C: 130; SIGTERM (Terminated): 143
-        err_console.print("terminated" if getattr(stop, "exit_code", 130) == 143 else "interrupted")
-        return getattr(stop, "exit_code", 130)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
     return 0
 
 

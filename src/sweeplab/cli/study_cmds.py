@@ -212,10 +212,16 @@ def run_cmd(
 
     live = LiveDisplay(spec, plan.todo, workers or 0, plain=not console.is_terminal)
     shown = Live(live, console=console, refresh_per_second=4, transient=False) if console.is_terminal else nullcontext()
-    with shown:
-        results = run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir,
-                            tensorboard_dir=(out / "tensorboard") if tensorboard else None,
-                            on_event=live.on_event, on_run_end=on_run_end)
+    from sweeplab.executor import Terminated
+
+    try:
+        with shown:
+            results = run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir,
+                                tensorboard_dir=(out / "tensorboard") if tensorboard else None,
+                                on_event=live.on_event, on_run_end=on_run_end)
+    except Terminated:  # SIGTERM: runs marked interrupted; typer would report any interrupt as 130
+        err_console.print("terminated")
+        raise typer.Exit(143) from None
     with Store(db, readonly=True) as store:
         counts = {k: v for k, v in store.counts_by_status(spec.name, version=plan.version).items() if v}
     elsewhere = sum(1 for v in results.values() if isinstance(v, dict) and v.get("skipped"))
