@@ -263,3 +263,14 @@ def test_summary_of_a_model_too_big_for_memory_is_one_line():
     assert "GiB" in err
     ok = sweeplab("summary", "mlp", "--dataset", "digits", "--set", "model.hidden=[16]")
     assert ok.returncode == 0 and "total params" in ok.stdout
+
+
+def test_run_report_into_an_unwritable_folder_fails_before_training(tmp_path):
+    study = tmp_path / "s.toml"
+    study.write_text(study_toml("../../victim", "lr"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "reports").write_text("a file where the reports folder would be")
+    proc = sweeplab("run", str(study), "--out", str(out), "--report", "--workers", "1")
+    one_line_error(proc, "--report", "Not a directory")
+    assert not (out / "sweeplab.db").exists()

@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from sweeplab.errors import ConfigError, StoreError
+from sweeplab.errors import ConfigError, StoreError, SweeplabError
 
 from .display import console, err_console, flatten, fmt
 from .main import DataDirOpt, OutOpt, SetOpt, app, store_path
@@ -190,6 +190,8 @@ def run_cmd(
         return
     if tensorboard:
         _check_tensorboard()
+    if report:
+        _check_report_dir(out, spec.name)  # an unwritable report folder fails before anything trains
     plan = prepare_study(spec, db)
     if plan.new_version and plan.versions > 1:
         console.print(f"[yellow]note:[/] study {escape(spec.name)} changed: recorded as version {plan.version} "
@@ -207,7 +209,10 @@ def run_cmd(
         def on_run_end(run_id: str, info: dict[str, Any]) -> None:
             # A report takes seconds to build; refresh at most every REPORT_EVERY_S, and at the end.
             if time.monotonic() - last[0] >= REPORT_EVERY_S:
-                _write_report(db, spec.name, out)
+                try:
+                    _write_report(db, spec.name, out)
+                except SweeplabError as err:  # a refresh that fails (disk full) must not stop the study
+                    err_console.print(f"[yellow]warning:[/] {escape(str(err))}", soft_wrap=True)
                 last[0] = time.monotonic()
 
     live = LiveDisplay(spec, plan.todo, workers or 0, plain=not console.is_terminal)
@@ -242,6 +247,18 @@ def _write_report(db: Path, study: str, out: Path) -> None:
     from .outputs import write_report_to
 
     write_report_to(db, study, report_dir(out, study), "--report")
+
+
+def _check_report_dir(out: Path, study: str) -> None:
+    from sweeplab.report.paths import report_dir
+
+    from .outputs import output_error
+
+    target = report_dir(out, study)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise output_error("--report", target, err, "give an --out folder where reports can be written") from None
 
 
 def _check_tensorboard() -> None:
