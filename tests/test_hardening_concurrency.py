@@ -132,7 +132,9 @@ def kill_all(procs: list[subprocess.Popen]) -> None:
 
 # -- item 2: two or three drivers share one study ----------------------------------------------
 
-@pytest.mark.parametrize("drivers,workers", [(2, 1), (2, 2), (3, 1), (3, 2)])
+@pytest.mark.parametrize("drivers,workers", [
+    (2, 1), (2, 2), pytest.param(3, 1, marks=pytest.mark.slow), pytest.param(3, 2, marks=pytest.mark.slow),
+])
 def test_concurrent_drivers_share_the_runs_and_all_exit_0(tmp_path, drivers, workers):
     study = write_study(tmp_path, seeds=3, epochs=4, batch=8)  # 6 runs of about a second each
     out = tmp_path / "out"
@@ -156,12 +158,16 @@ def test_concurrent_drivers_share_the_runs_and_all_exit_0(tmp_path, drivers, wor
 
 # -- item 6: one Ctrl-C or SIGTERM always ends the study ------------------------------------------
 
-@pytest.mark.parametrize("how", ["sigint-group", "sigterm-driver"])
-def test_ctrl_c_and_sigterm_stop_workers_2_promptly(tmp_path, how):
-    study = write_study(tmp_path, seeds=1, epochs=30, batch=8)  # 2 runs, long enough to interrupt 5 times
+@pytest.mark.parametrize("how,tries", [
+    ("sigint-group", 2), ("sigterm-driver", 1),
+    pytest.param("sigint-group", 6, marks=pytest.mark.slow), pytest.param("sigterm-driver", 5, marks=pytest.mark.slow),
+])
+def test_ctrl_c_and_sigterm_stop_workers_2_promptly(tmp_path, how, tries):
+    epochs = 6 * tries  # 2 runs, long enough to interrupt them `tries` times
+    study = write_study(tmp_path, seeds=1, epochs=epochs, batch=8)
     out = tmp_path / "out"
     db = out / "sweeplab.db"
-    for attempt in range(5):
+    for attempt in range(tries):
         before = n_epochs(db)
         proc = start(study, out, 2, start_new_session=True)
         try:
@@ -177,7 +183,7 @@ def test_ctrl_c_and_sigterm_stop_workers_2_promptly(tmp_path, how):
             _, err = proc.communicate(timeout=20)
             assert time.monotonic() - t0 < 20
         finally:
-            kill_all([proc])
+            kill_all([proc])  # the whole session, workers too
         assert proc.returncode == (130 if how == "sigint-group" else 143), err
         assert "Traceback" not in err and "leaked" not in err, err
         assert wait_for(lambda: not any(alive(p) for p in pids), timeout=5), "workers outlived the driver"
@@ -185,7 +191,7 @@ def test_ctrl_c_and_sigterm_stop_workers_2_promptly(tmp_path, how):
         assert "running" not in statuses and statuses.get("interrupted", 0) >= 1, statuses
     r = sweeplab("run", str(study), "--out", str(out), "--workers", "2", timeout=300)
     assert r.returncode == 0, r.stderr
-    assert_complete(db, runs=2, epochs=30)
+    assert_complete(db, runs=2, epochs=epochs)
 
 
 # -- item 5: workers die with a killed driver ------------------------------------------------------
@@ -195,6 +201,7 @@ def test_workers_exit_when_the_driver_is_killed(tmp_path):
     out = tmp_path / "out"
     db = out / "sweeplab.db"
     proc = start(study, out, 2, start_new_session=True)
+    pids: list[int] = []
     try:
         assert wait_for(lambda: n_epochs(db) >= 2 and len(workers_of(proc.pid)) == 2)
         pids = workers_of(proc.pid)
@@ -202,9 +209,10 @@ def test_workers_exit_when_the_driver_is_killed(tmp_path):
         proc.wait(timeout=10)
         assert wait_for(lambda: not any(alive(p) for p in pids), timeout=5), "workers outlived the driver"
     finally:
-        kill_all([proc])
-        for p in workers_of(os.getpid()):
-            os.kill(p, signal.SIGKILL)
+        kill_all([proc])  # the whole session: orphaned workers too
+        for p in pids:
+            if alive(p):
+                os.kill(p, signal.SIGKILL)
     r = sweeplab("run", str(study), "--out", str(out), "--workers", "2", timeout=300)
     assert r.returncode == 0, r.stderr
     assert_complete(db, runs=2, epochs=12)
