@@ -52,8 +52,7 @@ def one_line_error(proc, *words: str) -> str:
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     lines = proc.stderr.strip().splitlines()
     errors = [x for x in lines if x.startswith("error:")]
-    # One error line; export may say first which version of the study it shows (issue 8 item 3).
-    assert "Traceback" not in proc.stderr and len(errors) == 1 and len(lines) <= 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(errors) == 1 and len(lines) == 1, proc.stderr
     err = errors[0]
     for w in words:
         assert w in err, (w, err)

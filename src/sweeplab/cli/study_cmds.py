@@ -388,12 +388,12 @@ def export(
         text = _csv(epochs if table == "epochs" else runs)
     from .outputs import write_output, write_stdout
 
-    err_console.print(escape(note), soft_wrap=True, highlight=False)
-    if output:
+    if output:  # the note after the write, so that a failed write is a one-line error
         write_output(output, text.encode("utf-8"), "-o")
-        err_console.print(f"wrote {escape(str(output))}")
+        err_console.print(f"{escape(note)}; wrote {escape(str(output))}", soft_wrap=True, highlight=False)
     else:
         write_stdout(text, "export")
+        err_console.print(escape(note), soft_wrap=True, highlight=False)
 
 
 @app.command()
