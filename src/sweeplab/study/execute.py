@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sweeplab.executor import Task, TaskCrashed, Terminated, default_workers, make_executor
+from sweeplab.executor import Executor, Task, TaskCrashed, Terminated, default_workers, make_executor
 from sweeplab.errors import StoreError
 from sweeplab.store import Arm, Link, Store
 from sweeplab.train.loop import FINAL_STATUSES
@@ -132,21 +132,27 @@ def run_study(
     try:
         results = executor.run(tasks, run_task, relay)
         _record_crashes(store_path, results, executor.worker_ids(), relay)
-        while elsewhere := held_elsewhere(results):  # another process trains them: wait for it
-            statuses = wait_for_others(store_path, elsewhere)
-            for run_id, status in statuses.items():
-                results[run_id] = {"run_id": run_id, "status": status, "detail": "trained by another process",
-                                   "skipped": True}
-            retry = [t for t in tasks if statuses.get(t.key) in TAKE_OVER]
-            if retry:
-                results.update(executor.run(retry, run_task, relay))
-                _record_crashes(store_path, results, executor.worker_ids(), relay)
+        _finish_shared(store_path, tasks, results, executor, relay)
     except KeyboardInterrupt as stop:
         detail = "stopped by SIGTERM" if isinstance(stop, Terminated) else "stopped by the user (Ctrl-C)"
         with Store(store_path) as store:  # only the runs this process's workers held
             store.mark_interrupted([t.key for t in tasks], detail, workers=executor.worker_ids())
         raise
     return results
+
+
+def _finish_shared(store_path: Path, tasks: list[Task], results: dict[str, Any], executor: Executor,
+                   relay: OnEvent) -> None:
+    """Wait for the runs another process holds; train here those it gives up."""
+    while elsewhere := held_elsewhere(results):
+        statuses = wait_for_others(store_path, elsewhere)
+        for run_id, status in statuses.items():
+            results[run_id] = {"run_id": run_id, "status": status, "detail": "trained by another process",
+                               "skipped": True}
+        retry = [t for t in tasks if statuses.get(t.key) in TAKE_OVER]
+        if retry:
+            results.update(executor.run(retry, run_task, relay))
+            _record_crashes(store_path, results, executor.worker_ids(), relay)
 
 
 def _record_crashes(store_path: Path, results: dict[str, Any], own: set[str], relay: OnEvent) -> None:
