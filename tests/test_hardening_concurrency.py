@@ -216,3 +216,25 @@ def test_workers_exit_when_the_driver_is_killed(tmp_path):
     r = sweeplab("run", str(study), "--out", str(out), "--workers", "2", timeout=300)
     assert r.returncode == 0, r.stderr
     assert_complete(db, runs=2, epochs=12)
+
+
+def test_a_driver_takes_over_the_runs_another_one_drops(tmp_path):
+    # B waits for the runs A holds; when A is stopped with Ctrl-C, B trains them itself
+    study = write_study(tmp_path, seeds=2, epochs=6, batch=4)
+    out = tmp_path / "out"
+    db = out / "sweeplab.db"
+    out.mkdir()
+    Store(db).close()
+    a = start(study, out, 1, start_new_session=True)
+    b = start(study, out, 1, start_new_session=True)
+    try:
+        held = "select count(distinct worker) from runs where status = 'running'"
+        assert wait_for(lambda: (query(db, held) or [(0,)])[0][0] == 2), "the two drivers never both trained"
+        os.killpg(a.pid, signal.SIGINT)
+        _, err_a = a.communicate(timeout=20)
+        _, err_b = b.communicate(timeout=300)
+    finally:
+        kill_all([a, b])
+    assert a.returncode == 130, err_a
+    assert b.returncode == 0, err_b
+    assert_complete(db, runs=4, epochs=6)
