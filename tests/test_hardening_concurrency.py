@@ -238,3 +238,19 @@ def test_a_driver_takes_over_the_runs_another_one_drops(tmp_path):
     assert a.returncode == 130, err_a
     assert b.returncode == 0, err_b
     assert_complete(db, runs=4, epochs=6)
+
+
+def test_only_the_claiming_worker_changes_a_run_and_never_a_finished_one(tmp_path):
+    from sweeplab.store.claims import claim
+
+    with Store(tmp_path / "s.db") as store:
+        for run_id in ("r1", "r2"):
+            store.upsert_run(run_id, {"run": run_id}, 0, epochs_planned=1)
+        assert claim(store, "r1", "host:1")[0] and not claim(store, "r1", "host:2")[0]
+        assert store.set_status("r1", "failed", "epoch 1 is already recorded", owner="host:2").status == "running"
+        assert store.set_status("r1", "completed", owner="host:1").status == "completed"
+        assert store.set_status("r1", "failed", "late loser", owner="host:1").status == "completed"
+        assert not claim(store, "r1", "host:2")[0]
+        assert claim(store, "r2", "host:3")[0]
+        assert store.mark_interrupted(["r1", "r2"], "Ctrl-C", workers=["host:1"]) == []  # not theirs
+        assert store.mark_interrupted(["r1", "r2"], "Ctrl-C", workers=["host:3"]) == ["r2"]
