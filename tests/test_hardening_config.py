@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import subprocess
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import sweeplab
+from sweeplab.cli.main import main
 from sweeplab.config import RunConfig, build_run_config
 from sweeplab.config.load import flatten, set_path
 from sweeplab.errors import ConfigError
@@ -50,6 +52,15 @@ def _one_line_error(r, *needles: str) -> str:
     return lines[0]
 
 
+def _in_process(capfd, *argv: str) -> subprocess.CompletedProcess:
+    """The real CLI entry point in this process (no interpreter start-up per case); an uncaught
+    exception fails the test."""
+    capfd.readouterr()
+    code = main(list(argv))
+    captured = capfd.readouterr()
+    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+
+
 # -- item 1: non-finite values and a lossless hand-over ----------------------------------------------
 @pytest.mark.parametrize("baseline, key", [
     ('grad_clip = inf\ndata = { dataset = "digits" }', "baseline.grad_clip"),
@@ -58,10 +69,10 @@ def _one_line_error(r, *needles: str) -> str:
     ('data = { dataset = "moons", noise = inf }', "baseline.data.noise"),
     ('data = { dataset = "digits" }\nmodel = { name = "mlp", dropout = nan }', "dropout"),
 ])
-def test_non_finite_values_are_refused_at_parse_time(tmp_path, baseline, key):
+def test_non_finite_values_are_refused_at_parse_time(tmp_path, capfd, baseline, key):
     p = tmp_path / "s.toml"
     p.write_text(f'[study]\nname = "nf"\n[baseline]\nepochs = 1\n{baseline}\n')
-    r = sweeplab("run", str(p), "--out", str(tmp_path / "out"))
+    r = _in_process(capfd, "run", str(p), "--out", str(tmp_path / "out"))
     assert "finite" in _one_line_error(r, key)
     assert not (tmp_path / "out" / "sweeplab.db").exists()
 
@@ -122,11 +133,10 @@ def trained(tmp_path_factory):
     ("data.random_state=5000000000", ["data.random_state", "5000000000"]),
     ("epochs=100000000000000000000", ["epochs"]),
 ])
-def test_bad_values_fail_before_any_run_and_leave_the_store_unchanged(trained, tmp_path, setting, needles):
+def test_bad_values_fail_before_any_run_and_leave_the_store_unchanged(trained, capfd, setting, needles):
     study, out = trained
     before = (out / "sweeplab.db").read_bytes()
-    r = sweeplab("run", str(study), "--out", str(out), "--set", setting)
-    _one_line_error(r, *needles)
+    _one_line_error(_in_process(capfd, "run", str(study), "--out", str(out), "--set", setting), *needles)
     assert (out / "sweeplab.db").read_bytes() == before
     with sqlite3.connect(out / "sweeplab.db") as conn:
         assert conn.execute("select count(*), min(status) from runs").fetchone() == (1, "completed")
