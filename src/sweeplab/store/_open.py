@@ -2,8 +2,7 @@
 
 Opening a SQLite file for writing is not neutral: switching it to WAL rewrites header bytes 18-19
 and creates ``-wal``/``-shm`` files beside it. So the identity of an existing file is checked
-first from its 100-byte header and, where that cannot tell, through an ``immutable=1``
-connection (no locks, no journal, no side files). Only a file that is empty, or that is (or is
+first through an ``immutable=1`` connection (no locks, no journal, no side files). Only a file that is empty, or that is (or is
 becoming) a sweeplab store, is then opened normally.
 
 Read-only opens (``status``, ``report``, ``export``) use ``mode=ro``; where the store's folder is
@@ -23,65 +22,49 @@ from sweeplab.errors import StoreError
 
 from . import _schema
 
-_MAGIC = b"SQLite format 3\x00"
-_HEADER_SIZE = 100
-
-
-def read_header(path: Path) -> bytes | None:
-    """The file's first 100 bytes (fewer if it is shorter); None if it does not exist."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(_HEADER_SIZE)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise StoreError(f"cannot read the run store ({err.strerror})", str(path)) from None
-
 
 def check_identity(path: Path) -> None:
     """Raise ``StoreError`` unless ``path`` is missing, empty, or a (possibly new) sweeplab store.
 
-    Reads only: the header bytes, and for an unmarked SQLite file its table list through an
-    immutable connection. A store that another process is creating right now carries no mark
-    in its main file yet (the first transaction is still in the WAL) but has no tables there
-    either, so it passes; ``Store._configure`` then reads the committed header through SQLite.
+    Reads only, and only through SQLite (an immutable connection): a plain ``open``/``close`` of
+    the file in a process that holds another connection to it would release that connection's
+    POSIX locks (SQLite's "how to corrupt" section 2.2) and let a concurrent checkpoint tear a
+    reader's pages. A store that another process is creating right now carries no mark in its
+    main file yet (the first transaction is still in the WAL) but has no tables there either, so
+    it passes; ``Store._configure`` then reads the committed header through SQLite.
     """
     where = str(path)
-    header = read_header(path)
-    if not header:
-        return
-    if len(header) < _HEADER_SIZE or not header.startswith(_MAGIC):
-        raise StoreError(
-            "not a SQLite database (file is not a database); give the path of a sweeplab run store",
-            where,
-        )
-    app_id = int.from_bytes(header[68:72], "big")
-    version = int.from_bytes(header[60:64], "big")
-    if app_id == _schema.APPLICATION_ID:
-        return
-    if app_id != 0 or version != 0:
-        raise StoreError("is a SQLite database of another program, not a sweeplab run store", where)
-    # Unmarked: a fresh sweeplab store or another program's database. Tables tell them apart.
-    # A checkpoint running while we read (no locks here) could show a torn page: look again
-    # before refusing.
-    for attempt in range(3):
-        if not _has_tables(path):
+    try:
+        if path.stat().st_size == 0:
             return
-        header = read_header(path) or b""
-        if int.from_bytes(header[68:72], "big") == _schema.APPLICATION_ID:
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise StoreError(f"cannot read the run store ({err.strerror})", where) from None
+    # No locks are taken here: a checkpoint running while we read could show a torn page, so a
+    # refusal is confirmed by looking again.
+    for attempt in range(3):
+        app_id, version, tables = _identity(path)
+        if app_id == _schema.APPLICATION_ID or (app_id == 0 and version == 0 and not tables):
             return
         if attempt < 2:
             time.sleep(0.05)
+    if app_id != 0 or version != 0:
+        raise StoreError("is a SQLite database of another program, not a sweeplab run store", where)
     raise StoreError("is a SQLite database with tables of its own, not a sweeplab run store", where)
 
 
-def _has_tables(path: Path) -> bool:
+def _identity(path: Path) -> tuple[int, int, bool]:
+    """(application_id, user_version, has tables) of the main file, read immutably."""
     try:
         conn = sqlite3.connect(immutable_uri(path), uri=True)
     except sqlite3.Error as err:
         raise StoreError(f"cannot open the run store ({err})", str(path)) from None
     try:
-        return conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
+        return app_id, version, tables
     except sqlite3.DatabaseError as err:
         raise StoreError(
             f"not a SQLite database ({err}); give the path of a sweeplab run store", str(path)
