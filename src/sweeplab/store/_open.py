@@ -43,11 +43,18 @@ def check_identity(path: Path) -> None:
         raise StoreError(f"cannot read the run store ({err.strerror})", where) from None
     # No locks are taken here: a checkpoint running while we read could show a torn page, so a
     # refusal is confirmed by looking again.
-    for attempt in range(3):
-        app_id, version, tables = _identity(path)
+    attempts = 10
+    for attempt in range(attempts):
+        try:
+            app_id, version, tables = _identity(path)
+        except StoreError:  # a torn page read while a writer checkpoints; refused only if it stays
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+            continue
         if app_id == _schema.APPLICATION_ID or (app_id == 0 and version == 0 and not tables):
             return
-        if attempt < 2:
+        if attempt < attempts - 1:
             time.sleep(0.05)
     if app_id != 0 or version != 0:
         raise StoreError("is a SQLite database of another program, not a sweeplab run store", where)
