@@ -167,24 +167,36 @@ def _dataset_shape(cfg, data_dir):
         return shape, classes, SimpleNamespace(kind="image", input_shape=shape, num_classes=classes, vocab_size=None)
     from sweeplab.data import load_dataset
 
-    ds = load_dataset(cfg.data, data_dir)
+    ds = load_dataset(cfg.data, data_dir, code=cfg.code)
     return ds.input_shape, ds.num_classes, ds
 
 
 @app.command()
-def models() -> None:
-    """List the registered models with their options."""
+def models(
+    study: Optional[str] = typer.Option(None, "--study", help="Also list the study's own models (file.py:Name)."),
+) -> None:
+    """List the registered models with their options (and a study's own models)."""
     from rich.table import Table
 
     from sweeplab.models import list_models, model_options
+    from sweeplab.models.registry import describe
 
     table = Table(header_style="bold")
     table.add_column("model")
     table.add_column("description")
     table.add_column("options (default)")
-    for name, desc in sorted(list_models().items()):
-        opts = ", ".join(f"{k}={v!r}" for k, v in model_options(name).items())
-        table.add_row(name, desc, opts or "-")
+    rows = [(name, desc, model_options(name)) for name, desc in sorted(list_models().items())]
+    if study is not None:
+        from sweeplab.study import load_study
+
+        from .study_cmds import resolve_study_file
+
+        own = {r.config.model.name: r.config.code for r in load_study(resolve_study_file(study)).unique_runs()
+               if r.config.code and ":" in r.config.model.name}
+        rows = [(name, describe(name, code), model_options(name, code)) for name, code in own.items()] + rows
+    for name, desc, options in rows:
+        opts = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        table.add_row(escape(name), escape(desc), escape(opts) or "-")
     console.print(table)
 
 
@@ -225,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # The study subcommands register themselves on `app`.
 from . import report_cmd, study_cmds  # noqa: E402,F401
-from . import studies_cmd  # noqa: E402,F401
+from . import code_cmd, studies_cmd  # noqa: E402,F401
 
 
 def run() -> None:

@@ -192,7 +192,7 @@ def run_cmd(
         _check_tensorboard()
     if report:
         _check_report_dir(out, spec.name)  # an unwritable report folder fails before anything trains
-    plan = prepare_study(spec, db)
+    plan = prepare_study(spec, db, data_dir)
     if plan.new_version and plan.versions > 1:
         console.print(f"[yellow]note:[/] study {escape(spec.name)} changed: recorded as version {plan.version} "
                       f"of {plan.versions}; "

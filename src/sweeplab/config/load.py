@@ -83,10 +83,17 @@ def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``; lists and empty tables stay values."""
+    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``; lists and empty tables stay values.
+
+    A config's ``code`` table flattens to one hash per file (``code.nets.py`` -> sha256): tables,
+    diffs and exports show which code a run used, not its text.
+    """
     out: dict[str, Any] = {}
     for key, value in tree.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
+        if dotted == "code" and isinstance(value, Mapping):
+            out.update({f"code.{path}": f.get("sha256") if isinstance(f, Mapping) else f for path, f in value.items()})
+            continue
         if isinstance(value, Mapping) and value:
             out.update(flatten(value, dotted))
         else:
@@ -141,8 +148,19 @@ def _is_field(part: object) -> bool:
     return text.isidentifier() and text not in _TYPE_TAGS
 
 
-def build_run_config(data: Mapping[str, Any], prefix: str = "") -> RunConfig:
-    """Validate a nested dict into a RunConfig, including the model's own options."""
+def build_run_config(data: Mapping[str, Any], prefix: str = "", base_dir: str | Path | None = None) -> RunConfig:
+    """Validate a nested dict into a RunConfig, including the model's own options.
+
+    A model or dataset named as ``"nets.py:CoolNet"`` brings the file's text into the config's
+    ``code``; the file is looked for under ``base_dir`` (the directory of the study or config
+    file; the working directory when None).
+    """
+    from sweeplab.usercode import attach_code
+
+    try:
+        data = attach_code(data, base_dir)
+    except ConfigError as e:
+        raise ConfigError(e.message, path=f"{prefix}.{e.path}" if prefix and e.path else e.path) from None
     try:
         cfg = RunConfig.model_validate(dict(data))
     except ValidationError as e:
@@ -155,18 +173,23 @@ def check_model_options(cfg: RunConfig, prefix: str = "") -> None:
     """Reject datasets, model names, model options and option values the registries do not know."""
     from sweeplab.data import list_datasets
     from sweeplab.models import list_models, model_options
+    from sweeplab.usercode import parse_ref
 
     datasets = list_datasets()
-    if cfg.data.dataset not in datasets:
+    if parse_ref(cfg.data.dataset) is None and cfg.data.dataset not in datasets:
         raise ConfigError(f"unknown dataset {cfg.data.dataset!r} (available: {', '.join(sorted(datasets))})",
                           path=f"{prefix}.data.dataset" if prefix else "data.dataset")
     where = f"{prefix}.model" if prefix else "model"
     models = list_models()
-    if cfg.model.name not in models:
+    if parse_ref(cfg.model.name) is None and cfg.model.name not in models:
         raise ConfigError(
-            f"unknown model {cfg.model.name!r} (available: {', '.join(sorted(models))})", path=f"{where}.name"
+            f"unknown model {cfg.model.name!r} (available: {', '.join(sorted(models))}, or file.py:Name "
+            "for your own)", path=f"{where}.name"
         )
-    allowed = model_options(cfg.model.name)
+    try:
+        allowed = model_options(cfg.model.name, cfg.code)
+    except ConfigError as e:  # the user's code failed to load: its message names file and line
+        raise ConfigError(e.message, path=f"{prefix}.{e.path}" if prefix and e.path else e.path) from None
     for key in cfg.model.options():
         if key not in allowed:
             opts = ", ".join(sorted(allowed)) or "none"
@@ -174,7 +197,8 @@ def check_model_options(cfg: RunConfig, prefix: str = "") -> None:
                 f"unknown option for model {cfg.model.name!r} (allowed: {opts}, init, init_std)",
                 path=f"{where}.{key}",
             )
-    _check_option_values(cfg.model.name, json.dumps(cfg.model.options(), sort_keys=True), prefix)
+    if parse_ref(cfg.model.name) is None:  # the user's models are checked on the real data (train.preflight)
+        _check_option_values(cfg.model.name, json.dumps(cfg.model.options(), sort_keys=True), prefix)
 
 
 @functools.lru_cache(maxsize=256)
@@ -199,9 +223,13 @@ def _check_option_values(name: str, options_json: str, prefix: str) -> None:
 def load_run_config(
     path: str | Path | None = None, overrides: list[str] | None = None, extra: Mapping[str, Any] | None = None
 ) -> RunConfig:
-    """File (optional) <- ``extra`` (e.g. CLI flags) <- ``--set`` overrides, then validate."""
+    """File (optional) <- ``extra`` (e.g. CLI flags) <- ``--set`` overrides, then validate.
+
+    Code files (``model.name = "nets.py:CoolNet"``) are relative to the config file, or to the
+    working directory without one.
+    """
     data: dict[str, Any] = read_toml(path) if path else {}
     if extra:
         data = deep_merge(data, extra)
     data = deep_merge(data, parse_set(overrides))
-    return build_run_config(data)
+    return build_run_config(data, base_dir=Path(path).parent if path else None)

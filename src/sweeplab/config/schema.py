@@ -198,6 +198,24 @@ class LossConfig(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross_entropy label smoothing.")
 
 
+class CodeFile(Section):
+    """One file of the user's own code, carried by content (see :mod:`sweeplab.usercode`).
+
+    Runs name their own models and data functions as ``"nets.py:CoolNet"``; the config carries
+    the file's text so any worker, on any machine, trains exactly that code, and its hash is part
+    of the run's identity: editing the file makes new runs, an unchanged file resumes.
+    """
+
+    sha256: str = Field(description="SHA-256 of the source text (UTF-8).")
+    source: str = Field(description="The file's text as it was when the run was defined.")
+
+    @model_validator(mode="after")
+    def _hash_matches(self) -> "CodeFile":
+        if hashlib.sha256(self.source.encode()).hexdigest() != self.sha256:
+            raise ValueError("sha256 does not match the source text")
+        return self
+
+
 class RunConfig(Section):
     """Everything that defines one training run."""
 
@@ -226,6 +244,9 @@ class RunConfig(Section):
     )
     grad_clip: PositiveFloat | None = Field(None, description="Clip the gradient norm to this value.")
     best_metric: str = Field("test_acc", description="Metric whose best epoch's weights are kept.")
+    code: dict[str, CodeFile] = Field(
+        default_factory=dict, description="The user's code files the run names (path as written -> content)."
+    )
 
     @field_validator("batch_size", mode="before")
     @classmethod
@@ -252,22 +273,40 @@ class RunConfig(Section):
 
     # -- identity -------------------------------------------------------------------------------
     def canonical(self) -> dict[str, Any]:
-        """The config as plain JSON-able data, every default written out."""
-        return self.model_dump(mode="json")
+        """The config as plain JSON-able data, every default written out (``code`` only when used,
+        so configs without user code keep the form, and the ids, they always had)."""
+        d = self.model_dump(mode="json")
+        if not d["code"]:
+            del d["code"]
+        return d
 
     def identity(self) -> dict[str, Any]:
         """The part of the config that determines results (``threads`` does not)."""
         d = self.canonical()
         d.pop("threads", None)
+        if self.code:  # what the run uses of each file, hashed (see usercode.identity)
+            d["code"] = self.code_identity()
         # Model options left at their defaults are written out, so {name="lstm"} and
         # {name="lstm", hidden=128} are the same run.
-        from sweeplab.models import model_options
+        from sweeplab.models import model_identity
 
         try:
-            d["model"] = {**model_options(self.model.name), **d["model"]}
+            d["model"] = {**model_identity(self.model.name, self.code), **d["model"]}
         except ConfigError:  # an unknown model is reported by validation, not here
             pass
         return d
+
+    def code_identity(self) -> dict[str, str]:
+        """Per code file, the hash of the part of it this run depends on: the model or data
+        function it names and what those use, so an edit elsewhere in the file keeps the run."""
+        from sweeplab.usercode import parse_ref
+        from sweeplab.usercode.identity import code_identity
+
+        used: dict[str, set[str]] = {}
+        for name in (self.model.name, self.data.dataset):
+            if (ref := parse_ref(name)) is not None:
+                used.setdefault(ref[0], set()).add(ref[1])
+        return {path: code_identity(f.source, frozenset(used.get(path, ()))) for path, f in self.code.items()}
 
     def to_json(self) -> str:
         """The one serialisation of a config that crosses a process (or machine) boundary."""

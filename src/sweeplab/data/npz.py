@@ -44,20 +44,27 @@ def load_npz(path: Path, key: str = "data.path") -> Dataset:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: cannot read as .npz ({exc})", path=key) from exc
 
-    kind, x_train = _inputs(arrays["x_train"], f"{path}: x_train", key)
-    kind_test, x_test = _inputs(arrays["x_test"], f"{path}: x_test", key)
+    return from_arrays(arrays, classes, name=path.stem, what=str(path), key=key, source=str(path),
+                       checksum=sha256_file(path))
+
+
+def from_arrays(arrays: dict[str, np.ndarray], classes: list[str] | None, *, name: str, what: str, key: str,
+                source: str, checksum: str) -> Dataset:
+    """A :class:`Dataset` from Keras-layout arrays (see the module docstring); errors name ``what``."""
+    kind, x_train = _inputs(arrays["x_train"], f"{what}: x_train", key)
+    kind_test, x_test = _inputs(arrays["x_test"], f"{what}: x_test", key)
     if kind_test != kind or x_test.shape[1:] != x_train.shape[1:]:
         raise DataError(
-            f"{path}: x_test is {kind_test} {list(x_test.shape[1:])} but x_train is {kind} {list(x_train.shape[1:])}",
+            f"{what}: x_test is {kind_test} {list(x_test.shape[1:])} but x_train is {kind} {list(x_train.shape[1:])}",
             path=key,
         )
-    y_train = _labels(arrays["y_train"], len(x_train), f"{path}: y_train", key)
-    y_test = _labels(arrays["y_test"], len(x_test), f"{path}: y_test", key)
+    y_train = _labels(arrays["y_train"], len(x_train), f"{what}: y_train", key)
+    y_test = _labels(arrays["y_test"], len(x_test), f"{what}: y_test", key)
     n_classes = int(max(y_train.max(initial=-1), y_test.max(initial=-1))) + 1
     if classes is None:
         classes = [str(i) for i in range(n_classes)]
     elif len(classes) < n_classes:
-        raise DataError(f"{path}: {len(classes)} class names but labels go up to {n_classes - 1}", path=key)
+        raise DataError(f"{what}: {len(classes)} class names but labels go up to {n_classes - 1}", path=key)
 
     mean = std = None
     vocab = None
@@ -68,7 +75,7 @@ def load_npz(path: Path, key: str = "data.path") -> Dataset:
     else:
         vocab = max((int(t.max()) for t in (x_train, x_test) if t.numel()), default=0) + 1
     return Dataset(
-        name=path.stem,
+        name=name,
         kind=kind,
         x_train=x_train,
         y_train=torch.from_numpy(y_train),
@@ -77,8 +84,8 @@ def load_npz(path: Path, key: str = "data.path") -> Dataset:
         classes=classes,
         mean=mean,
         std=std,
-        source=str(path),
-        checksum=sha256_file(path),
+        source=source,
+        checksum=checksum,
         vocab_size=vocab,
     )
 

@@ -12,19 +12,22 @@ Data directory (torchvision files, ``cifar10-jpeg.tar.gz``): the ``data_dir`` ar
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..config.schema import DataConfig
 from ..errors import DataError
+from ..usercode import parse_ref
 from .imagefolder import load_imagefolder
 from .npz import load_npz
 from .sequences import load_palindrome
 from .sklearn_sets import load_blobs, load_circles, load_digits, load_moons
 from .types import Dataset
+from .user import load_user_data
 from .vision import load_cifar10, torchvision_loader
 
 Loader = Callable[[DataConfig, Path, bool], Dataset]
@@ -86,12 +89,17 @@ def downloads_allowed() -> bool:
     return os.environ.get("SWEEPLAB_OFFLINE", "").strip().lower() in ("", "0", "false", "no")
 
 
-def load_dataset(cfg: DataConfig, data_dir: str | Path | None = None, *, download: bool | None = None) -> Dataset:
+def load_dataset(cfg: DataConfig, data_dir: str | Path | None = None, *, download: bool | None = None,
+                 code: Mapping[str, Any] | None = None) -> Dataset:
     """Load ``cfg.dataset`` and apply the subsets and validation split of ``cfg``.
 
     ``download``: whether torchvision may download missing files (default: unless
-    ``$SWEEPLAB_OFFLINE`` is set).
+    ``$SWEEPLAB_OFFLINE`` is set). ``code``: the run's code files, where a dataset named like
+    ``"mydata.py:load"`` is found (see :mod:`sweeplab.data.user`).
     """
+    if parse_ref(cfg.dataset) is not None:
+        ds = load_user_data(cfg.dataset, code or {})
+        return _validation_split(_subsets(ds, cfg), cfg)
     entry = _REGISTRY.get(cfg.dataset)
     if entry is None:
         available = ", ".join(sorted(_REGISTRY))

@@ -6,7 +6,16 @@
 from training code.
 """
 
-from sweeplab.models.registry import create_model, list_models, model_options, probe_options
+from sweeplab.models.registry import (
+    create_model,
+    is_local,
+    list_models,
+    model_identity,
+    model_options,
+    probe_options,
+    register_model,
+)
 from sweeplab.models.summary import ModelSummary, summarize
 
-__all__ = ["ModelSummary", "create_model", "list_models", "model_options", "probe_options", "summarize"]
+__all__ = ["ModelSummary", "create_model", "is_local", "list_models", "model_identity", "model_options",
+           "probe_options", "register_model", "summarize"]

@@ -181,6 +181,8 @@ def _header(report: Any) -> list[Block]:
                            for src, chk, n in h.data) or "-"],
         ["Runs by outcome", f"{h.n_runs} runs: {outcome_text(h.outcomes)}"],
     ]
+    if getattr(h, "code", ()):  # `sweeplab show-code RUN` prints a file's text
+        rows.insert(-1, ["Your code", "; ".join(f"{p} sha256 {sha[:12]} ({n} runs)" for p, sha, n in h.code)])
     if h.num_classes:
         rows.insert(3, ["Classes", str(h.num_classes)])
     if h.cli_overrides:

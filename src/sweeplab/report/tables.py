@@ -335,6 +335,8 @@ class Header:
     num_classes: int | None
     study_version: str = ""
     """Which stored version of the study this is: ``version 2 of 3 (...)`` (store/versions.py)."""
+    code: tuple[tuple[str, str, int], ...] = ()
+    """(file, sha256, number of runs) for each of the user's code files the runs used."""
 
 
 #: Environment keys shown as library versions in the header, in this order.
@@ -349,6 +351,7 @@ def make_header(record: Any, runs: list[RunData]) -> Header:
     versions: dict[str, dict[str, int]] = {}
     data: dict[tuple[str, str], int] = {}
     outcomes: dict[str, int] = {}
+    code: dict[tuple[str, str], int] = {}
     for r in unique:
         outcomes[r.status] = outcomes.get(r.status, 0) + 1
         if r.device:
@@ -357,6 +360,8 @@ def make_header(record: Any, runs: list[RunData]) -> Header:
             if r.env.get(key):
                 slot = versions.setdefault(key, {})
                 slot[str(r.env[key])] = slot.get(str(r.env[key]), 0) + 1
+        for path, f in (r.config.get("code") or {}).items():
+            code[(path, f["sha256"])] = code.get((path, f["sha256"]), 0) + 1
         if r.data_source or r.data_checksum:
             pair = (r.data_source or "?", r.data_checksum or "?")
             data[pair] = data.get(pair, 0) + 1
@@ -372,7 +377,7 @@ def make_header(record: Any, runs: list[RunData]) -> Header:
         wall_time_s=sum(r.wall_time_s for r in unique), devices=devices, versions=versions,
         data=[(s, c, n) for (s, c), n in data.items()], outcomes=outcomes, n_runs=len(unique),
         cli_overrides=dict(spec.get("cli_overrides") or {}), has_val=has_val,
-        num_classes=max(ks) if ks else None,
+        num_classes=max(ks) if ks else None, code=tuple((p, h, n) for (p, h), n in code.items()),
     )
 
 

@@ -8,14 +8,17 @@ committed epoch. The study always goes on: one run's outcome never stops the oth
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from sweeplab.executor import Executor, Task, TaskCrashed, Terminated, default_workers, make_executor
 from sweeplab.errors import StoreError
+from sweeplab.models import is_local
 from sweeplab.store import Arm, Link, Store
 from sweeplab.train.loop import FINAL_STATUSES
+from sweeplab.train.preflight import preflight
 from sweeplab.train.task import RunTask, run_task
 
 from .sharing import TAKE_OVER, held_elsewhere, wait_for_others
@@ -76,8 +79,10 @@ def plan_study(spec: StudySpec, store: Store | None) -> StudyPlan:
     return plan
 
 
-def prepare_study(spec: StudySpec, store_path: str | Path) -> StudyPlan:
-    """Mark runs left ``running`` by dead processes, record the study, and plan what is left."""
+def prepare_study(spec: StudySpec, store_path: str | Path, data_dir: str | Path | None = None) -> StudyPlan:
+    """Check the user's own models on their data (before anything is stored), mark runs left
+    ``running`` by dead processes, record the study, and plan what is left."""
+    preflight((r.config for r in spec.unique_runs()), data_dir)
     with Store(store_path) as store:
         store.reset_stale_running()
         version, versions, new = record_study(spec, store)
@@ -104,10 +109,16 @@ def run_study(
     """
     store_path = Path(store_path)
     if plan is None:
-        plan = prepare_study(spec, store_path)
+        plan = prepare_study(spec, store_path, data_dir)
     todo = plan.todo
     if not todo:
         return {}
+    local = sorted({r.config.model.name for r in todo if is_local(r.config.model.name)})
+    if local and (workers is None or workers > 1):
+        warnings.warn(f"model {', '.join(local)} is registered in this process only, so the study trains in "
+                      "one in-process worker; name it as \"file.py:Name\" in the study to train in parallel",
+                      stacklevel=2)
+        workers = 1
     if workers is None:
         from sweeplab.train.device import resolve_device
 

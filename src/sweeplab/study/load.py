@@ -93,7 +93,7 @@ def load_study(
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a UTF-8 text file") from None
-    return parse_study(text, str(path), overrides=overrides, seeds=seeds, epochs=epochs)
+    return parse_study(text, str(path), overrides=overrides, seeds=seeds, epochs=epochs, base_dir=path.parent)
 
 
 def parse_study(
@@ -103,8 +103,13 @@ def parse_study(
     overrides: list[str] | None = None,
     seeds: int | None = None,
     epochs: int | None = None,
+    base_dir: str | Path | None = None,
 ) -> StudySpec:
-    """Like :func:`load_study` for TOML text; ``source_name`` names it in syntax errors."""
+    """Like :func:`load_study` for TOML text; ``source_name`` names it in syntax errors.
+
+    ``base_dir``: where code files named in it (``"nets.py:CoolNet"``) are (default: the working
+    directory).
+    """
     limits.check_text_size(text, source_name)
     try:
         doc = tomllib.loads(text)
@@ -126,7 +131,7 @@ def parse_study(
     seed_list = tuple(range(seeds)) if seeds is not None else settings.seeds
 
     baseline = _baseline_table(doc.get("baseline"))
-    base_cfg = _build(_with_study_keys(baseline, seed_list[0], settings.metric), BASELINE_ARM)
+    base_cfg = _build(_with_study_keys(baseline, seed_list[0], settings.metric), BASELINE_ARM, base_dir=base_dir)
     _check_metric_split(base_cfg, settings.metric, BASELINE_ARM)
 
     arms = _arm_tables(doc.get("arm"), baseline, settings.include_baseline)
@@ -134,13 +139,13 @@ def parse_study(
         raise ConfigError("the study has no runs: add [[arm]] tables or set include_baseline = true",
                           path="study.include_baseline")
 
-    resolved = [_resolve_arm(arm, baseline, base_cfg, settings, seed_list[0]) for arm in arms]
+    resolved = [_resolve_arm(arm, baseline, base_cfg, settings, seed_list[0], base_dir) for arm in arms]
 
     runs: list[RunSpec] = []
     warnings: list[str] = []
     for arm, points in zip(arms, resolved):
         limits.check_run_count(len(points), len(seed_list), len(runs))
-        _expand_arm(arm, points, cli, settings.metric, seed_list, runs, warnings)
+        _expand_arm(arm, points, cli, settings.metric, seed_list, runs, warnings, base_dir)
 
     return StudySpec(
         name=settings.name,
@@ -348,10 +353,10 @@ def _with_study_keys(data: Mapping[str, Any], seed: int, metric: str) -> dict[st
     return {**data, "seed": seed, "best_metric": metric}
 
 
-def _build(data: Mapping[str, Any], where: str, context: str = "") -> RunConfig:
+def _build(data: Mapping[str, Any], where: str, context: str = "", base_dir: str | Path | None = None) -> RunConfig:
     """build_run_config with errors prefixed by ``where`` and followed by ``context``."""
     try:
-        return build_run_config(data, where)
+        return build_run_config(data, where, base_dir)
     except ConfigError as e:
         if not context:
             raise
@@ -371,13 +376,13 @@ def _check_metric_split(cfg: RunConfig, metric: str, where: str, context: str = 
 
 
 def _resolve_arm(arm: _Arm, baseline: dict[str, Any], base_cfg: RunConfig, settings: _Settings,
-                 seed: int) -> list[dict[str, Any]]:
+                 seed: int, base_dir: str | Path | None) -> list[dict[str, Any]]:
     """The file-level config dict of each grid point, after the checks that concern the file."""
     seen: dict[str, dict[str, Any]] = {}
     out: list[dict[str, Any]] = []
     for point in arm.points:
         data = deep_merge(baseline, apply_point(arm.spec.override, point))
-        cfg = _build(_with_study_keys(data, seed, settings.metric), arm.where, _point_context(point))
+        cfg = _build(_with_study_keys(data, seed, settings.metric), arm.where, _point_context(point), base_dir)
         rid = cfg.run_id()
         if rid in seen:
             raise ConfigError(f"grid points {format_point(seen[rid])} and {format_point(point)} resolve to "
@@ -395,7 +400,8 @@ def _resolve_arm(arm: _Arm, baseline: dict[str, Any], base_cfg: RunConfig, setti
 
 
 def _expand_arm(arm: _Arm, configs: Sequence[dict[str, Any]], cli: _Cli, metric: str,
-                seeds: tuple[int, ...], runs: list[RunSpec], warnings: list[str]) -> None:
+                seeds: tuple[int, ...], runs: list[RunSpec], warnings: list[str],
+                base_dir: str | Path | None) -> None:
     """Append the arm's links (grid order, then seed order) to ``runs``."""
     first_point: dict[str, tuple[str, dict[str, Any]]] = {}
     for point, data in zip(arm.points, configs):
@@ -403,7 +409,7 @@ def _expand_arm(arm: _Arm, configs: Sequence[dict[str, Any]], cli: _Cli, metric:
         # The values actually used: a command-line override of an axis key shows in the label.
         axes = {k: v for k in point if (v := get_path(final, k, None)) is not None}
         context = _point_context(point) + cli.context
-        by_seed = [_build(_with_study_keys(final, s, metric), arm.where, context) for s in seeds]
+        by_seed = [_build(_with_study_keys(final, s, metric), arm.where, context, base_dir) for s in seeds]
         _check_metric_split(by_seed[0], metric, arm.where, context)
         key = by_seed[0].run_id()
         if key in first_point:

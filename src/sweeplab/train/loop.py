@@ -98,7 +98,7 @@ def model_kwargs(cfg: RunConfig, ds: Dataset) -> dict[str, Any]:
     if ds.kind == "sequence" and "vocab_size" not in kwargs:
         from sweeplab.models import model_options
 
-        if "vocab_size" in model_options(cfg.model.name):
+        if "vocab_size" in model_options(cfg.model.name, cfg.code):
             kwargs["vocab_size"] = ds.vocab_size
     return kwargs
 
@@ -112,6 +112,7 @@ def make_model(cfg: RunConfig, ds: Dataset) -> torch.nn.Module:
         num_classes=ds.num_classes,
         init=cfg.model.init,
         init_std=cfg.model.init_std,
+        code=cfg.code,
         **model_kwargs(cfg, ds),
     )
 
@@ -121,7 +122,7 @@ def build(cfg: RunConfig, data_dir: str | Path | None = None, dataset: Dataset |
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    ds = dataset if dataset is not None else load_dataset(cfg.data, data_dir)
+    ds = dataset if dataset is not None else load_dataset(cfg.data, data_dir, code=cfg.code)
     seed_everything(cfg.seed)
     model = make_model(cfg, ds)
     summary = summarize(model, ds.input_shape)

@@ -37,12 +37,14 @@ class RunTask:
 _dataset_memo: dict[str, Dataset] = {}
 
 
-def _dataset(cfg: RunConfig, data_dir: str | None) -> Dataset:
-    key = json.dumps([cfg.data.model_dump(mode="json", exclude={"augment", "normalize", "mean", "std"}), data_dir],
-                     sort_keys=True)
+def dataset_for(cfg: RunConfig, data_dir: str | Path | None) -> Dataset:
+    """The run's dataset, loaded once per process for consecutive runs on the same data."""
+    code = {path: f.sha256 for path, f in cfg.code.items()}
+    key = json.dumps([cfg.data.model_dump(mode="json", exclude={"augment", "normalize", "mean", "std"}), str(data_dir),
+                      code], sort_keys=True)
     if key not in _dataset_memo:
         _dataset_memo.clear()
-        _dataset_memo[key] = load_dataset(cfg.data, data_dir)
+        _dataset_memo[key] = load_dataset(cfg.data, data_dir, code=cfg.code)
     return _dataset_memo[key]
 
 
@@ -61,7 +63,7 @@ def run_task(task: RunTask, emit: Emit) -> dict[str, Any]:
         emit(event, info)
 
     try:
-        dataset = _dataset(cfg, task.data_dir)
+        dataset = dataset_for(cfg, task.data_dir)
     except Exception:  # noqa: BLE001 - fit loads it again inside its error handling and records the failure
         dataset = None
     with Store(task.store_path) as store:
