@@ -30,7 +30,9 @@ DataDirOpt = typer.Option(None, "--data-dir", help="Where datasets live (default
 
 
 def store_path(out: str | Path) -> Path:
-    return Path(out) / "sweeplab.db"
+    from sweeplab.api import store_path as path_in
+
+    return path_in(out)
 
 
 @app.command()
@@ -56,9 +58,9 @@ def train(
     momentum 0.9 (a setting that trains every bundled dataset); a config's own ``[optim]`` keeps
     PyTorch's meaning (``name = "sgd"`` alone is plain SGD, lr 0.01).
     """
+    from sweeplab.api import TRAIN_OPTIM
     from sweeplab.config import load_run_config, read_toml, set_path
     from sweeplab.config.load import parse_set, parse_value
-    from sweeplab.store import Store
 
     flags: dict[str, Any] = {}
     for key, value in [
@@ -74,10 +76,7 @@ def train(
     cfg = load_run_config(config, set_, flags)
     shown = cfg.canonical() if verbose else _differs_from_defaults(cfg)
     title = f"run {cfg.run_id()}" + ("" if verbose else " (what differs from the defaults; --verbose for all)")
-    with Store(store_path(out)) as store:
-        if fresh:
-            store.forget_run(cfg.run_id())
-        result = _fit_with_progress(cfg, store, data_dir, config_table(shown, title=title))
+    result = _fit_with_progress(cfg, out, data_dir, fresh, config_table(shown, title=title))
     rows = result.epochs
     if rows:
         console.print(epoch_table(rows, title=f"run {result.run_id}: {result.status}"))
@@ -92,10 +91,6 @@ def train(
     raise typer.Exit(0 if result.status in ("completed", "diverged") else 1)
 
 
-#: The optimizer of ``sweeplab train`` when nothing names one: trains every bundled dataset.
-TRAIN_OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9}
-
-
 def _differs_from_defaults(cfg) -> dict[str, Any]:
     """The resolved config's keys whose values are not the schema's defaults (model name always)."""
     from sweeplab.config import RunConfig
@@ -106,8 +101,8 @@ def _differs_from_defaults(cfg) -> dict[str, Any]:
     return {"model.name": cfg.model.name, "data.dataset": cfg.data.dataset, **shown}
 
 
-def _fit_with_progress(cfg, store, data_dir, table):
-    from sweeplab.train import fit
+def _fit_with_progress(cfg, out, data_dir, fresh, table):
+    from sweeplab.api import train
 
     with batch_progress() as bar:
         task = bar.add_task("epoch 1", total=None)
@@ -122,7 +117,7 @@ def _fit_with_progress(cfg, store, data_dir, table):
             elif event == "epoch":
                 console.print(epoch_line(info["epoch"], cfg.epochs, info["row"]))
 
-        return fit(cfg, store, data_dir=data_dir, progress=progress)
+        return train(cfg, out, data_dir=data_dir, fresh=fresh, progress=progress)
 
 
 @app.command()

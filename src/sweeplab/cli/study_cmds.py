@@ -18,25 +18,9 @@ from rich.table import Table
 
 from sweeplab.errors import ConfigError, StoreError, SweeplabError
 
-from .display import console, err_console, flatten, fmt
+from .display import console, err_console, fmt
 from .main import DataDirOpt, OutOpt, SetOpt, app, store_path
-
-
-def resolve_study_file(study: str) -> Path:
-    """A path to a TOML file, or the name of a study bundled with sweeplab."""
-    p = Path(study)
-    if p.is_file():
-        return p
-    from sweeplab.study.bundled import bundled_path, list_bundled
-
-    found = bundled_path(study)
-    if found is not None:
-        return found
-    names = ", ".join(sorted(list_bundled())) or "none"
-    if p.is_dir():
-        raise ConfigError(f"{study!r} is a directory, not a study file: give a study TOML file "
-                          f"or the name of a bundled study ({names})", path="STUDY")
-    raise ConfigError(f"no study file {study!r} and no bundled study of that name (bundled: {names})")
+from sweeplab.study.bundled import find_study_file as resolve_study_file
 
 
 #: ``--version N`` of report, export and status: which stored version of a study to show.
@@ -309,37 +293,6 @@ def status(
                       + f" | left: {left_runs} runs, {left_epochs} epochs")
 
 
-#: Epoch-row keys that are not per-epoch scalars (exported separately or not at all).
-_NON_SCALAR = ("test_confusion",)
-
-
-def export_tables(store, study: str, version: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(epoch rows, run rows) of a study's default version (or ``version``), flat, ready for CSV or JSON."""
-    runs = {r.id: r for r in store.list_runs(study=study, version=version)}
-    epochs = []
-    for row in store.all_epochs(study, version):
-        flat = {k: row.get(k) for k in ("study", "arm", "label", "seed", "run_id", "status", "epoch")}
-        for k, v in row.items():
-            if k in flat or k in _NON_SCALAR:
-                continue
-            if k == "test_per_class_acc" and isinstance(v, list):
-                flat.update({f"test_acc_class{i}": a for i, a in enumerate(v)})
-            elif not isinstance(v, (list, dict)):
-                flat[k] = v
-        epochs.append(flat)
-    run_rows = []
-    for link in store.study_runs(study, version):
-        r = runs[link.run_id]
-        row = {"study": study, "arm": link.arm, "label": link.label, "seed": link.seed, "run_id": r.id,
-               "status": r.status, "status_detail": r.status_detail, "epochs_done": link.epochs_done,
-               "params": r.params, "flops": r.flops, "batch_size_used": r.batch_size_used,
-               "wall_time_s": r.wall_time_s, "data_source": r.data_source, "data_checksum": r.data_checksum}
-        row.update({f"config.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
-                    for k, v in flatten(r.config).items()})
-        run_rows.append(row)
-    return epochs, run_rows
-
-
 def _csv(rows: list[dict[str, Any]]) -> str:
     cols: list[str] = []
     for r in rows:
@@ -371,6 +324,7 @@ def export(
 ) -> None:
     """Export a study's epoch rows (or its runs with flattened configs) as CSV or JSON."""
     from sweeplab.store import Store
+    from sweeplab.store.export import export_tables
 
     if format not in ("csv", "json"):
         raise ConfigError(f"must be csv or json (got {format!r})", path="--format")

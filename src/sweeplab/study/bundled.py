@@ -5,6 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from sweeplab.errors import ConfigError
+
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 
 
@@ -28,3 +30,18 @@ def bundled_path(name: str) -> Path | None:
     """
     by_name = {p.stem: p for p in STUDIES_DIR.glob("*.toml") if p.is_file()}
     return by_name.get(name)
+
+
+def find_study_file(study: str | Path) -> Path:
+    """A path to a TOML file, or the name of a study bundled with sweeplab."""
+    p = Path(study)
+    if p.is_file():
+        return p
+    found = bundled_path(str(study))
+    if found is not None:
+        return found
+    names = ", ".join(sorted(list_bundled())) or "none"
+    if p.is_dir():
+        raise ConfigError(f"{str(study)!r} is a directory, not a study file: give a study TOML file "
+                          f"or the name of a bundled study ({names})", path="STUDY")
+    raise ConfigError(f"no study file {str(study)!r} and no bundled study of that name (bundled: {names})")

@@ -27,6 +27,7 @@ but a warning, and the merged point is listed once, labelled with its resolved v
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -118,7 +119,24 @@ def parse_study(
         raise ConfigError(f"{source_name}: invalid TOML: {e}") from None
     except RecursionError:  # tomllib parses nested arrays recursively
         raise ConfigError(f"{source_name}: nested more than {limits.MAX_DEPTH} levels deep") from None
+    return study_from_dict(doc, text, overrides=overrides, seeds=seeds, epochs=epochs, base_dir=base_dir)
+
+
+def study_from_dict(
+    doc: Mapping[str, Any],
+    source: str | None = None,
+    *,
+    overrides: list[str] | None = None,
+    seeds: int | None = None,
+    epochs: int | None = None,
+    base_dir: str | Path | None = None,
+) -> StudySpec:
+    """A study from its parsed tables (``{"study": {...}, "baseline": {...}, "arm": [...]}``), as
+    a notebook builds one; ``source`` is the text to store (default: the tables as JSON)."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"a study is a table of [study], [baseline] and [[arm]] (got {type(doc).__name__})")
     limits.check_depth(doc)
+    text = source if source is not None else json.dumps(doc, indent=1, sort_keys=True, default=str)
 
     for key in doc:
         if key not in ("study", "baseline", "arm"):

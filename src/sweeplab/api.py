@@ -1,0 +1,194 @@
+"""sweeplab as a library: the functions ``import sweeplab as sl`` gives a notebook or a script.
+
+They are the CLI's own code paths (``sweeplab run`` / ``report`` / ``export`` / ``train`` call
+the same functions underneath), so a study run here and one run from the terminal share the
+store, resume each other's runs and report the same outcomes::
+
+    import sweeplab as sl
+    study = sl.load_study("study.toml")        # a path, a bundled name, TOML text or a dict
+    sl.run(study, out="runs", workers=2)
+    df = sl.epochs(study, out="runs")          # pandas DataFrame, one row per run-epoch
+    runs = sl.runs(study, out="runs")          # one row per run, configs flattened
+    sl.report(study, out="runs")               # report.html and report.md, as the CLI writes them
+    res = sl.train({"data": {"dataset": "digits"}, "model": {"name": "mlp"}, "epochs": 5})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pandas and torch load on first use, not on `import sweeplab`
+    import pandas as pd
+
+    from sweeplab.config import RunConfig
+    from sweeplab.study import StudySpec
+    from sweeplab.train.loop import RunResult
+
+#: The optimizer a one-off run uses when nothing names one: trains every bundled dataset
+#: (``sweeplab train`` uses it too; a study's runs keep the schema's defaults).
+TRAIN_OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9}
+
+
+def store_path(out: str | Path) -> Path:
+    """The store file of an output folder: ``OUT/sweeplab.db`` (the CLI's ``--out``)."""
+    return Path(out) / "sweeplab.db"
+
+
+def load_study(study: Any, *, overrides: list[str] | None = None, seeds: int | None = None,
+               epochs: int | None = None, base_dir: str | Path | None = None) -> "StudySpec":
+    """A validated, expanded study from a file path, a bundled study's name, TOML text or a dict
+    of its tables; ``overrides`` are ``key=value`` strings as for ``--set``. Code files named in a
+    dict or text (``"nets.py:CoolNet"``) are found under ``base_dir`` (default: the working
+    directory); in a file, next to it."""
+    from sweeplab.study import StudySpec, load_study as _load, parse_study, study_from_dict
+    from sweeplab.study.bundled import find_study_file
+
+    if isinstance(study, StudySpec):
+        if overrides or seeds or epochs:
+            raise TypeError("load_study: give overrides, seeds and epochs with the study's source, not a StudySpec")
+        return study
+    if isinstance(study, Mapping):
+        return study_from_dict(study, overrides=overrides, seeds=seeds, epochs=epochs, base_dir=base_dir)
+    if isinstance(study, str) and "\n" in study:
+        return parse_study(study, overrides=overrides, seeds=seeds, epochs=epochs, base_dir=base_dir)
+    return _load(find_study_file(study), overrides=overrides, seeds=seeds, epochs=epochs)
+
+
+def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, threads: int | None = None,
+        data_dir: str | Path | None = None, progress: bool | Callable[[str, str, dict[str, Any]], None] = True,
+        ) -> "pd.DataFrame":
+    """Train every run of the study not yet finished (resuming any that stopped); returns
+    :func:`runs` for it. ``progress``: print one line per finished run (True), nothing (False), or
+    a callback ``(run_id, event, info)`` getting every event."""
+    from sweeplab.study.execute import prepare_study, run_study
+
+    spec = load_study(study)
+    db = store_path(out)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    plan = prepare_study(spec, db, data_dir)
+    on_event = progress if callable(progress) else (_RunLines() if progress else None)
+    if progress is True:
+        print(f"study {spec.name}: {len(plan.runs)} runs ({len(plan.done)} already done, "
+              f"{len(plan.todo)} to train) -> {db}")
+    run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir, on_event=on_event)
+    return runs(spec, out, version=plan.version)
+
+
+class _RunLines:
+    """``run(progress=True)``: one printed line per finished run, with its last test accuracy."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, run_id: str, event: str, info: dict[str, Any]) -> None:
+        if event == "epoch":
+            self.last[run_id] = info.get("row") or {}
+        elif event == "end":
+            acc = self.last.pop(run_id, {}).get("test_acc")
+            shown = f", test acc {acc:.2%}" if isinstance(acc, float) else ""
+            detail = f" ({info['detail']})" if info.get("status") != "completed" and info.get("detail") else ""
+            print(f"run {run_id}: {info.get('status')}{shown}{detail}", flush=True)
+
+
+def _study_name_version(store: Any, study: Any, version: int | None) -> tuple[str, int]:
+    """The stored study ``study`` means, and which version: the one whose definition is
+    ``study`` itself when it is a study (not a name), else ``version`` or the default one."""
+    from sweeplab.errors import StoreError
+    from sweeplab.store.versions import spec_hash
+    from sweeplab.study import StudySpec
+
+    if isinstance(study, str) and "\n" not in study and not Path(study).is_file():
+        from sweeplab.study.bundled import bundled_path
+
+        if bundled_path(study) is None or study in {s.name for s in store.list_studies()}:
+            return study, store.get_study(study, version).version  # a name in the store
+    spec = study if isinstance(study, StudySpec) else load_study(study)
+    if version is not None:
+        return spec.name, store.get_study(spec.name, version).version
+    stored = store.study_versions(spec.name)  # StoreError naming the study when it was never run
+    mine = [v.version for v in stored if v.spec_hash == spec_hash(spec.to_json())]
+    if not mine:  # edited since (its file or the code it names): not the results of the earlier one
+        raise StoreError(f"study {spec.name!r} as defined now has not been run in {store.path} (it has "
+                         f"{len(stored)} other version(s)); run it, or pass version=N or the study's name")
+    return spec.name, mine[-1]
+
+
+def _tables(study: Any, out: str | Path, version: int | None) -> tuple[list[dict], list[dict]]:
+    from sweeplab.store import Store
+    from sweeplab.store.export import export_tables
+
+    with Store(store_path(out), readonly=True) as store:
+        name, shown = _study_name_version(store, study, version)
+        return export_tables(store, name, shown)
+
+
+def epochs(study: Any, out: str | Path = "runs", *, version: int | None = None) -> "pd.DataFrame":
+    """One row per run-epoch: study, arm, label, seed, run_id, status, epoch and every stored
+    metric (``sweeplab export --table epochs`` as a DataFrame). ``study``: a study (as for
+    :func:`load_study`) or the name of one in the store."""
+    import pandas as pd
+
+    return pd.DataFrame(_tables(study, out, version)[0])
+
+
+def runs(study: Any, out: str | Path = "runs", *, version: int | None = None) -> "pd.DataFrame":
+    """One row per run of the study: arm, label, seed, status, parameters, FLOPs, timing and the
+    config flattened into ``config.*`` columns (``sweeplab export --table runs``)."""
+    import pandas as pd
+
+    return pd.DataFrame(_tables(study, out, version)[1])
+
+
+def report(study: Any, out: str | Path = "runs", *, output_dir: str | Path | None = None,
+           formats: str | Iterable[str] = ("html", "md"), version: int | None = None) -> dict[str, Path]:
+    """Write the study's report (default ``OUT/reports/STUDY``); returns the files by kind
+    (``html``, ``md``, ``figure:NAME``), exactly as ``sweeplab report`` writes them."""
+    from sweeplab.report import write_report
+    from sweeplab.report.paths import report_dir
+    from sweeplab.store import Store
+
+    with Store(store_path(out), readonly=True) as store:
+        name, shown = _study_name_version(store, study, version)
+    target = Path(output_dir) if output_dir is not None else report_dir(Path(out), name)
+    return write_report(store_path(out), name, target, formats, version=shown)
+
+
+def run_config(config: Any, overrides: list[str] | None = None, base_dir: str | Path | None = None) -> "RunConfig":
+    """A validated run config from a dict (as in a run config TOML), a TOML file or a RunConfig;
+    without an optimizer named, :data:`TRAIN_OPTIM`."""
+    from sweeplab.config import RunConfig, build_run_config, deep_merge, load_run_config, parse_set, read_toml
+
+    if isinstance(config, RunConfig):
+        return config if not overrides else build_run_config(deep_merge(config.canonical(), parse_set(overrides)),
+                                                             base_dir=base_dir)
+    if isinstance(config, Mapping):
+        data = dict(config)
+        if "optim" not in data and "optim" not in parse_set(overrides):
+            data["optim"] = dict(TRAIN_OPTIM)
+        return build_run_config(deep_merge(data, parse_set(overrides)), base_dir=base_dir)
+    extra = None if "optim" in read_toml(config) or "optim" in parse_set(overrides) else {"optim": TRAIN_OPTIM}
+    return load_run_config(config, overrides, extra)
+
+
+def train(config: Any, out: str | Path = "runs", *, overrides: list[str] | None = None,
+          data_dir: str | Path | None = None, fresh: bool = False,
+          progress: Callable[[str, dict[str, Any]], None] | None = None) -> "RunResult":
+    """Train (or resume, or show from the store) one run; its epochs are stored in ``OUT``.
+
+    Returns the run's result: ``run_id``, ``status``, ``detail`` and ``epochs`` (one dict per
+    epoch). ``fresh`` retrains a run already in the store.
+    """
+    from sweeplab.store import Store
+    from sweeplab.train import fit
+    from sweeplab.train.preflight import preflight
+
+    cfg = run_config(config, overrides)
+    preflight([cfg], data_dir)
+    db = store_path(out)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with Store(db) as store:
+        if fresh:
+            store.forget_run(cfg.run_id())
+        return fit(cfg, store, data_dir=data_dir, progress=progress)
