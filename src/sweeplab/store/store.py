@@ -105,6 +105,16 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _same_run_part(config_json: str) -> Any:
+    """A config as compared by ``upsert_run``: the user's code files by name only. A run's id
+    hashes the part of each file it uses, so a text edited elsewhere (another network in the
+    same file) is still the same run; the store keeps the text the run was trained with."""
+    config = json.loads(config_json)
+    if isinstance(config, dict) and isinstance(config.get("code"), dict):
+        config["code"] = sorted(config["code"])
+    return config
+
+
 class Store:
     """A sweeplab run store in one SQLite file.
 
@@ -183,7 +193,7 @@ class Store:
                 (run_id, config, int(seed), label, epochs_planned, now),
             )
             run = self._get_run(conn, run_id)
-            if run.seed != int(seed) or json.loads(run.config_json) != json.loads(config):
+            if run.seed != int(seed) or _same_run_part(run.config_json) != _same_run_part(config):
                 raise StoreError(
                     f"run {run_id} already exists with a different config or seed; "
                     "a run id must be the hash of its resolved config and seed"
