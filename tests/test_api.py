@@ -62,7 +62,18 @@ def test_api_and_cli_share_the_store(tmp_path, monkeypatch):
     assert len(sl.epochs(str(study), out="out", version=1)) == 8
 
 
-def test_notebook_model_falls_back_to_one_worker_and_says_so(tmp_path):
+@pytest.fixture
+def registry():
+    """Models registered by a test are gone after it (the registry is per process)."""
+    from sweeplab.models.registry import MODELS
+
+    before = dict(MODELS)
+    yield
+    MODELS.clear()
+    MODELS.update(before)
+
+
+def test_notebook_model_falls_back_to_one_worker_and_says_so(tmp_path, registry):
     from torch import nn
 
     @sl.register_model("api_test_net")

@@ -36,6 +36,7 @@ def epochs_by_run(db: Path) -> dict[str, list[int]]:
     return out
 
 
+@pytest.mark.slow  # about 40 s: 4 runs trained twice over with 2 spawned workers
 def test_own_networks_with_two_workers_kill_9_resume_report_and_edit(tmp_path):
     (tmp_path / "nets.py").write_text(NETS)
     study = tmp_path / "study.toml"

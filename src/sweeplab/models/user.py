@@ -54,7 +54,7 @@ def make_entry(obj: Any, name: str, inputs: InputKind = "any", *, local: bool = 
                source_sha256: str | None = None) -> ModelEntry:
     """A registry entry for the user's ``obj``: an ``nn.Module`` subclass or a function."""
     if not (inspect.isclass(obj) and issubclass(obj, nn.Module)) and not inspect.isroutine(obj):
-        what = f"a class that is not an nn.Module" if inspect.isclass(obj) else f"a {type(obj).__name__}"
+        what = "a class that is not an nn.Module" if inspect.isclass(obj) else f"a {type(obj).__name__}"
         raise ConfigError(f"{name} is {what}; a model is an nn.Module class or a function that returns one",
                           path="model.name")
     options, wants = _options(obj, name)

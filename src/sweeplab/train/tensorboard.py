@@ -27,7 +27,7 @@ class TensorBoardWriter:
             raise ConfigError("TensorBoard output needs the tensorboard package: "
                               "pip install 'sweeplab[tensorboard]'", path="--tensorboard") from None
         self.cfg = cfg
-        name = f"{(label or cfg.model.name).replace('/', '_').replace(' ', '_')}-seed{cfg.seed}-{cfg.run_id()}"
+        name = f"{(label or cfg.model.name).replace('/', '_').replace(' ', '_').replace(':', '_')}-seed{cfg.seed}-{cfg.run_id()}"
         self.writer = SummaryWriter(log_dir=str(root / name))
         self.last: dict[str, float] = {}
 
