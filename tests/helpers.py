@@ -27,3 +27,11 @@ def sweeplab(*args: str, env: dict[str, str] | None = None, timeout: float = 600
     full_env = {**os.environ, **(env or {}), "COLUMNS": "200"}
     exe = Path(sys.executable).parent / "sweeplab"
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
+
+
+def fit_recorded(cfg, store, **kwargs):
+    """Record the run (as a study or `sweeplab train` does), then train it with ``fit``."""
+    from sweeplab.train.loop import fit, record_run
+
+    record_run(store, cfg, kwargs.get("label"))
+    return fit(cfg, store, **kwargs)

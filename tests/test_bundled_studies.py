@@ -29,7 +29,7 @@ from sweeplab.store import Store
 from sweeplab.study import load_study
 from sweeplab.study.bundled import bundled_path, list_bundled
 from sweeplab.study.smoke import smoke_overrides
-from sweeplab.train.loop import make_model
+from sweeplab.train.setup import make_model
 from sweeplab.train.optim import build_optimizer
 
 STUDIES = [

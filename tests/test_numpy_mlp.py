@@ -16,7 +16,10 @@ from sweeplab.errors import ConfigError
 from sweeplab.models import create_model, summarize
 from sweeplab.models.numpy_mlp import ACTIVATIONS, NumpyMLP, NumpySGD
 from sweeplab.store import Store
-from sweeplab.train.loop import Setup, build, fit, train_epoch
+from sweeplab.train.epoch import train_epoch
+from sweeplab.train.setup import Setup, build
+
+from helpers import fit_recorded
 
 MOONS = {"dataset": "moons", "noise": 0.08}
 DIGITS = {"dataset": "digits"}
@@ -217,7 +220,7 @@ def moons_fit_config(epochs: int) -> RunConfig:
 def test_fit_into_a_store_and_resume(tmp_path) -> None:
     cfg = moons_fit_config(epochs=8)
     with Store(tmp_path / "straight" / "sweeplab.db") as store:
-        straight = fit(cfg, store)
+        straight = fit_recorded(cfg, store)
         assert straight.status == "completed", straight.detail
         rows = store.epochs(straight.run_id)
         run = store.get_run(straight.run_id)
@@ -231,10 +234,10 @@ def test_fit_into_a_store_and_resume(tmp_path) -> None:
 
     with Store(tmp_path / "resumed" / "sweeplab.db") as store:
         with pytest.raises(KeyboardInterrupt):
-            fit(cfg, store, progress=stop_after_three)
+            fit_recorded(cfg, store, progress=stop_after_three)
         assert store.get_run(cfg.run_id())["status"] == "interrupted"
         assert store.last_epoch(cfg.run_id()) == 3
-        resumed = fit(cfg, store)
+        resumed = fit_recorded(cfg, store)
         assert resumed.status == "completed" and resumed.resumed_from == 3
         resumed_rows = store.epochs(cfg.run_id())
     # Weights and the momentum buffers come back from the checkpoint: the same curves, exactly.
@@ -246,4 +249,4 @@ def test_fit_into_a_store_and_resume(tmp_path) -> None:
 def test_fit_with_another_optimizer_fails_naming_the_key(tmp_path) -> None:
     cfg = moons_fit_config(epochs=1).model_copy(update={"optim": OptimConfig(name="adam")})
     with Store(tmp_path / "sweeplab.db") as store, pytest.raises(ConfigError, match="optim.name"):
-        fit(cfg, store)
+        fit_recorded(cfg, store)

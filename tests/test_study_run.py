@@ -169,7 +169,8 @@ def test_parallel_and_sequential_give_the_same_results(tmp_path):
 
 def test_batch_size_max_on_cpu_fits_the_budget_and_is_recorded(tmp_path):
     from sweeplab.config import build_run_config
-    from sweeplab.train import fit
+
+    from helpers import fit_recorded
 
     def cfg(budget):
         return build_run_config({"epochs": 1, "batch_size": "max", "memory_budget_mb": budget, "device": "cpu",
@@ -178,7 +179,7 @@ def test_batch_size_max_on_cpu_fits_the_budget_and_is_recorded(tmp_path):
     used = {}
     with Store(tmp_path / "s.db") as store:
         for budget in (2, 4096):
-            res = fit(cfg(budget), store)
+            res = fit_recorded(cfg(budget), store)
             assert res.status == "completed"
             used[budget] = store.get_run(res.run_id)["batch_size_used"]
     assert used[4096] == 1024  # the default cap (digits has 1437 training examples)

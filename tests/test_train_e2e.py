@@ -9,9 +9,8 @@ import pytest
 
 from sweeplab.config import build_run_config
 from sweeplab.store import Store
-from sweeplab.train import fit
 
-from helpers import sweeplab
+from helpers import fit_recorded, sweeplab
 
 TIMING = {"epoch_time_s", "train_images_per_s", "peak_mem_mb", "finished_at"}
 
@@ -25,7 +24,7 @@ def digits_cfg(**over):
 
 def test_digits_learns_well_above_chance(tmp_path):
     with Store(tmp_path / "s.db") as store:
-        res = fit(digits_cfg(), store)
+        res = fit_recorded(digits_cfg(), store)
     assert res.status == "completed"
     assert [r["epoch"] for r in res.epochs] == [1, 2, 3, 4]
     assert res.epochs[-1]["test_acc"] > 0.85  # chance is 0.10
@@ -36,7 +35,7 @@ def test_same_seed_same_curves_and_other_seed_differs(tmp_path):
     rows = []
     for i, seed in enumerate((3, 3, 4)):
         with Store(tmp_path / f"s{i}.db") as store:
-            res = fit(digits_cfg(seed=seed, data={"dataset": "digits", "augment": {"crop_padding": 1}}), store)
+            res = fit_recorded(digits_cfg(seed=seed, data={"dataset": "digits", "augment": {"crop_padding": 1}}), store)
         rows.append([{k: v for k, v in r.items() if k not in TIMING} for r in res.epochs])
     assert rows[0] == rows[1]
     assert rows[0] != rows[2]
@@ -44,8 +43,8 @@ def test_same_seed_same_curves_and_other_seed_differs(tmp_path):
 
 def test_rerun_of_finished_run_is_not_retrained(tmp_path):
     with Store(tmp_path / "s.db") as store:
-        first = fit(digits_cfg(epochs=2), store)
-        again = fit(digits_cfg(epochs=2), store)
+        first = fit_recorded(digits_cfg(epochs=2), store)
+        again = fit_recorded(digits_cfg(epochs=2), store)
     assert not first.skipped and again.skipped
     assert again.epochs == first.epochs
 
@@ -55,7 +54,7 @@ def test_divergence_is_recorded_at_the_right_epoch(tmp_path):
     cfg = digits_cfg(epochs=5, optim={"name": "sgd", "lr": 0.05},
                      schedule={"name": "multistep", "milestones": [2], "gamma": 1e12})
     with Store(tmp_path / "s.db") as store:
-        res = fit(cfg, store)
+        res = fit_recorded(cfg, store)
         run = store.get_run(res.run_id)
     assert res.status == run["status"] == "diverged"
     detail = json.loads(run["status_detail"])
@@ -76,7 +75,7 @@ def test_cli_diverged_run_exits_normally(tmp_path):
 def test_val_split_is_recorded(tmp_path):
     cfg = digits_cfg(epochs=2, data={"dataset": "digits", "val_size": 200})
     with Store(tmp_path / "s.db") as store:
-        res = fit(cfg, store)
+        res = fit_recorded(cfg, store)
     assert all(r["val_acc"] is not None and r["val_loss"] is not None for r in res.epochs)
     assert len(res.epochs[-1]["test_per_class_acc"]) == 10
     cm = res.epochs[-1]["test_confusion"]

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from sweeplab.config import OptimConfig, build_run_config
-from sweeplab.train.loop import NATIVE_CONV_FLOPS, build, train_epoch
+from sweeplab.train.device import NATIVE_CONV_FLOPS
+from sweeplab.train.epoch import train_epoch
+from sweeplab.train.setup import build
 from sweeplab.train.optim import build_optimizer
 
 

@@ -181,7 +181,7 @@ def train(config: Any, out: str | Path = "runs", *, overrides: list[str] | None 
     epoch). ``fresh`` retrains a run already in the store.
     """
     from sweeplab.store import Store
-    from sweeplab.train import fit
+    from sweeplab.train.loop import fit, record_run
     from sweeplab.train.preflight import preflight
 
     cfg = run_config(config, overrides)
@@ -191,4 +191,5 @@ def train(config: Any, out: str | Path = "runs", *, overrides: list[str] | None 
     with Store(db) as store:
         if fresh:
             store.forget_run(cfg.run_id())
+        record_run(store, cfg)
         return fit(cfg, store, data_dir=data_dir, progress=progress)

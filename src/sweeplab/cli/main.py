@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from sweeplab.errors import SweeplabError
+from sweeplab.store.records import FINAL_STATUSES
 
 from .display import batch_progress, start_line, config_table, console, epoch_line, epoch_table, err_console
 
@@ -88,7 +89,7 @@ def train(
     if result.status not in ("completed",):
         console.print(f"[bold red]{result.status}[/]: {escape(result.detail or '')}")
     console.print(f"store: {store_path(out)}")
-    raise typer.Exit(0 if result.status in ("completed", "diverged") else 1)
+    raise typer.Exit(0 if result.status in FINAL_STATUSES else 1)
 
 
 def _differs_from_defaults(cfg) -> dict[str, Any]:
@@ -132,7 +133,7 @@ def summary(
 
     from sweeplab.config import load_run_config
     from sweeplab.models.summary import summarize_new
-    from sweeplab.train.loop import make_model
+    from sweeplab.train.setup import make_model
 
     cfg = load_run_config(None, set_, {"model": {"name": model}, "data": {"dataset": dataset}})
     shape, classes, ds = _dataset_shape(cfg, data_dir)

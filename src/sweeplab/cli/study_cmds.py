@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sweeplab.errors import ConfigError, StoreError, SweeplabError
+from sweeplab.store.records import FINAL_STATUSES, detail_line
 
 from .display import console, err_console, fmt
 from .main import DataDirOpt, OutOpt, SetOpt, app, store_path
@@ -76,7 +77,7 @@ class LiveDisplay:
             # A run that stopped early (diverged, failed) will not train its remaining epochs.
             self.total_epochs -= max(0, self.planned.get(run_id, 0) - finished["epoch"])
             self.outcomes[info["status"]] = self.outcomes.get(info["status"], 0) + 1
-            detail = _outcome_detail(info.get("detail"))
+            detail = detail_line(info.get("detail"))
             if info["status"] != "completed":
                 self.lines.append(f"{self.labels.get(run_id, run_id)} [{run_id}]: {info['status']} {detail}")
             if self.plain:
@@ -109,21 +110,6 @@ class LiveDisplay:
                           fmt(row.get("train_loss"), "{:.4f}"), fmt(row.get("train_acc"), "{:.2%}"),
                           fmt(row.get("test_acc"), "{:.2%}"))
         return Group(head, table, *[escape(x) for x in self.lines[-5:]])
-
-
-def _outcome_detail(detail: str | None) -> str:
-    """A run's status detail for one line: diverged/oom details are JSON, failures plain text."""
-    if not detail:
-        return ""
-    try:
-        info = json.loads(detail)
-    except ValueError:
-        return detail.splitlines()[0][:200]
-    if isinstance(info, dict) and "reason" in info:
-        return str(info["reason"])[:200]
-    if isinstance(info, dict) and "batch_size" in info:
-        return f"out of memory at batch size {info['batch_size']}"
-    return detail[:200]
 
 
 @app.command("run")
@@ -282,7 +268,7 @@ def status(
             table.add_column(col)
         left_runs = left_epochs = 0
         for r in rows:
-            if r.status not in ("completed", "diverged"):
+            if r.status not in FINAL_STATUSES:
                 left_runs += 1
                 left_epochs += (r.epochs_planned or 0) - r.epochs_done
             table.add_row(escape(r.arm), escape(r.label or ""), str(r.seed), r.run_id, r.status,

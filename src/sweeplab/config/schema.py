@@ -266,7 +266,7 @@ class RunConfig(Section):
     @field_validator("best_metric")
     @classmethod
     def _metric(cls, v: str) -> str:
-        allowed = ("test_acc", "val_acc", "test_loss", "val_loss", "train_acc", "train_loss")
+        from sweeplab.store.records import METRICS as allowed  # the one list of metric names
         if v not in allowed:
             raise ValueError(f"must be one of {', '.join(allowed)}")
         return v

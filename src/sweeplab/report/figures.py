@@ -26,6 +26,7 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from .stats import mean_curve, spans_decades
 from .tables import ArmSetting, RunData
+from sweeplab.store.records import lower_is_better
 
 #: Metrics drawn as curves, with their titles; val and lr only when the study has them.
 CURVE_METRICS: tuple[tuple[str, str], ...] = (
@@ -97,7 +98,7 @@ def _scale(metric: str, values: list[float], diverged: bool) -> tuple[bool, str]
     """(log y?, why) for a metric's axis. Losses go log when they span decades or a run diverged."""
     if metric == "lr":
         return (spans_decades(values, 1.0), "log scale: learning rates span decades") if values else (False, "")
-    if not metric.endswith("loss"):
+    if not lower_is_better(metric):
         return False, ""
     if diverged:
         return True, "log scale because a run diverged"

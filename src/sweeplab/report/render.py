@@ -23,6 +23,7 @@ from .figures import Figure
 from .findings import pval
 from .stats import Summary
 from .tables import RunData
+from sweeplab.store.records import lower_is_better
 
 # ------------------------------------------------------------------------------------ blocks
 
@@ -232,7 +233,7 @@ def _comparison(report: Any) -> list[Block]:
         row += [value_text(s.reference[c]) if c in s.reference else "-" for c in report.reference_columns]
         rows.append(row)
     intro = (f"One row per arm setting, over seeds; sorted by final {h.metric} "
-             f"({'higher' if not h.metric.endswith('loss') else 'lower'} is better), ★ marks the best. "
+             f"({'lower' if lower_is_better(h.metric) else 'higher'} is better), ★ marks the best. "
              "Accuracies in percent; n counts completed runs (diverged runs have no final accuracy); "
              "confidence intervals are cut to the possible range 0-100.")
     return [Heading(2, "Comparison", "comparison"), Para(intro), Table(headers, rows, highlight, left=2)]

@@ -27,9 +27,9 @@ from sweeplab.config import flatten
 from sweeplab.store import Store
 
 from .stats import Comparison, Summary, epochs_to_fraction, summarize, welch
+from sweeplab.store.records import BASELINE_ARM, lower_is_better, parse_detail
 
 #: Name of the baseline arm in stored studies (``sweeplab.study.load.BASELINE_ARM``).
-BASELINE_ARM = "baseline"
 #: Config keys that never count as a difference between runs (they do not change results, or
 #: they are what the study varies by construction).
 IGNORED_CONFIG_KEYS = frozenset({"seed", "threads"})
@@ -71,13 +71,7 @@ class RunData:
     @property
     def detail(self) -> dict[str, Any]:
         """``status_detail`` parsed when it is JSON (diverged, oom), else ``{"text": ...}``."""
-        if not self.status_detail:
-            return {}
-        try:
-            parsed = json.loads(self.status_detail)
-        except ValueError:
-            return {"text": self.status_detail}
-        return parsed if isinstance(parsed, dict) else {"text": self.status_detail}
+        return parse_detail(self.status_detail)
 
     @property
     def diverged_epoch(self) -> int | None:
@@ -259,7 +253,7 @@ def _median(curve: list[tuple[int, float]]) -> float | None:
 
 
 def metric_higher_is_better(metric: str) -> bool:
-    return not metric.endswith("loss")
+    return not lower_is_better(metric)
 
 
 def rank_settings(settings: list[ArmSetting], metric: str) -> list[ArmSetting]:

@@ -16,8 +16,8 @@ from typing import Any, Callable
 from sweeplab.executor import Executor, Task, TaskCrashed, Terminated, default_workers, make_executor
 from sweeplab.errors import StoreError
 from sweeplab.models import is_local
-from sweeplab.store import Arm, Link, Store
-from sweeplab.train.loop import FINAL_STATUSES
+from sweeplab.store import FINAL_STATUSES, Arm, Link, Store
+from sweeplab.train.loop import record_run
 from sweeplab.train.preflight import preflight
 from sweeplab.train.task import RunTask, run_task
 
@@ -50,8 +50,7 @@ def record_study(spec: StudySpec, store: Store) -> tuple[int, int, bool]:
     which reports and exports do not show by default. Returns (version, versions, new).
     """
     for r in spec.unique_runs():
-        store.upsert_run(r.run_id, config_json=r.config.to_json(), seed=r.seed,
-                         label=r.label, epochs_planned=r.config.epochs)
+        record_run(store, r.config, r.label)
     arms = [Arm(a.name, json.dumps(a.override, sort_keys=True)) for a in spec.arms]
     links = [Link(arm=r.arm, seed=r.seed, run_id=r.run_id, label=r.label) for r in spec.runs]
     try:

@@ -37,6 +37,7 @@ from typing import Any
 from sweeplab.config import RunConfig, build_run_config, deep_merge, parse_set
 from sweeplab.config.schema import MAX_SEED  # seeds go to torch, numpy and random: 0 <= seed < 2**32
 from sweeplab.errors import ConfigError
+from sweeplab.store.records import BASELINE_ARM, METRICS
 
 from .grid import (
     apply_point,
@@ -56,13 +57,11 @@ STUDY_KEYS = ("name", "description", "seeds", "metric", "include_baseline", "ref
 #: Keys of an ``[[arm]]`` table that are not run-config fields.
 ARM_KEYS = ("name", "description", "zip")
 #: Metrics a study can rank by (the values RunConfig.best_metric accepts).
-METRICS = ("test_acc", "val_acc", "test_loss", "val_loss", "train_acc", "train_loss")
 #: Run-config keys the study sets itself, with where to set them instead.
 RESERVED = {
     "seed": "the seed of each run comes from [study] seeds (or --seeds N); remove it here",
     "best_metric": "every run's best_metric is the study's metric; set [study] metric instead",
 }
-BASELINE_ARM = "baseline"
 
 
 # -- entry points -----------------------------------------------------------------------------------

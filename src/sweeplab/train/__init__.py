@@ -3,7 +3,9 @@
 from .batch_size import find_max_batch_size
 from .device import environment, resolve_device
 from .losses import build_loss
-from .loop import FINAL_STATUSES, Diverged, RunResult, Setup, build, evaluate, fit, train_epoch
+from .epoch import Diverged, evaluate, train_epoch
+from .loop import FINAL_STATUSES, RunResult, fit, record_run
+from .setup import Setup, build
 from .optim import build_optimizer
 from .schedules import Schedule, build_schedule
 
@@ -21,6 +23,7 @@ __all__ = [
     "evaluate",
     "find_max_batch_size",
     "fit",
+    "record_run",
     "resolve_device",
     "train_epoch",
 ]

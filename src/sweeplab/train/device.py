@@ -95,3 +95,30 @@ def environment(device: torch.device) -> dict[str, str]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
     }
+
+
+#: Below this much work per training step (batch x FLOPs per example) a CPU run uses one thread.
+#: Measured with benchmarks/cifar_throughput.py on 2 cores: tutorial_cnn at batch 4 (5 MFLOP per
+#: step) runs as fast on one thread as on two when the machine is quiet, and several times faster
+#: when the other core is busy (another worker, the OS); at batch 64 (85 MFLOP) two threads win.
+SINGLE_THREAD_FLOPS = 32e6
+
+#: Below this many forward FLOPs per training step a CPU run trains with PyTorch's native (NCHW)
+#: convolution kernels instead of oneDNN's, whose per-call set-up dominates such tiny steps.
+#: Measured (1 s of steps each, median of 3, fused SGD): tutorial_cnn at batch 1 (1.3 MFLOP)
+#: 1.4x faster, at batch 4 (5 MFLOP) 1.13-1.28x on one thread; simple_cnn at batch 4 1.05x; at
+#: batch 8 (10 MFLOP) native is 0.8x and at batch 32 0.4-0.5x, resnet20 at batch 1 (82 MFLOP) a tie.
+NATIVE_CONV_FLOPS = 6e6
+
+
+def cpu_threads(flops_per_step: float) -> int:
+    """Threads for a CPU run whose config leaves ``threads`` unset: one for small steps, else
+    the process's budget (``SWEEPLAB_THREADS``, set by executors that split the cores between
+    workers; otherwise torch's default for this machine)."""
+    if flops_per_step < SINGLE_THREAD_FLOPS:
+        return 1
+    budget = os.environ.get("SWEEPLAB_THREADS")
+    return int(budget) if budget and budget.isdigit() and int(budget) > 0 else _TORCH_DEFAULT_THREADS
+
+
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()

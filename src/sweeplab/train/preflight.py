@@ -61,7 +61,7 @@ def check_forward(model: torch.nn.Module, ds: Dataset, name: str) -> None:
 
 def preflight(configs: Iterable[RunConfig], data_dir: str | Path | None = None) -> int:
     """Check every distinct user model of ``configs`` on its dataset; returns how many were built."""
-    from .loop import make_model
+    from .setup import make_model
     from .task import dataset_for
 
     seen: set[str] = set()

@@ -1,0 +1,129 @@
+"""Epoch rows and the checkpoints committed with them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from sweeplab.errors import StoreError
+from sweeplab.store.records import Checkpoint
+from sweeplab.store._rows import (
+    CHECKPOINT_KINDS,
+    EpochConflictError,
+    _EPOCH_COLUMNS,
+    _check_epoch,
+    _epoch_dict,
+    _marks,
+    _max_epoch,
+    _now,
+    _split_metrics,
+    _wall_time,
+)
+from sweeplab.store._base import _Base
+
+
+class _Epochs(_Base):
+    """Epoch rows and the checkpoints committed with them."""
+
+    # ------------------------------------------------------------------ epochs and checkpoints
+
+    def commit_epoch(
+        self,
+        run_id: str,
+        epoch: int,
+        metrics: Mapping[str, Any],
+        last_ckpt: bytes | None,
+        best_ckpt: bytes | None = None,
+        *,
+        add_wall_time_s: float = 0.0,
+    ) -> None:
+        """Append epoch ``epoch`` of a run and the checkpoints taken after it, atomically.
+
+        Epochs are numbered from 1 and must come in order: committing an epoch that exists or
+        skipping one raises ``EpochConflictError``. ``metrics`` keys named in
+        ``EPOCH_METRIC_COLUMNS`` go to their columns (numbers or None); any other key goes to
+        ``extra_json`` (anything JSON can hold, plus numpy/torch values). ``last_ckpt`` replaces
+        the run's ``last`` checkpoint and ``best_ckpt`` (if given) its ``best`` one; both are the
+        caller's serialised bytes (``torch.save`` to a buffer). ``add_wall_time_s`` is added to
+        the run's wall time in the same transaction, so a killed worker loses at most one epoch.
+        """
+        epoch = _check_epoch(epoch)
+        columns, extra_json = _split_metrics(metrics)
+        # Hash outside the transaction: other writers wait on us only for the actual writes.
+        blobs = [
+            (kind, bytes(data), hashlib.sha256(data).hexdigest())
+            for kind, data in (("last", last_ckpt), ("best", best_ckpt))
+            if data is not None
+        ]
+        wall = _wall_time(add_wall_time_s)
+        now = _now()
+        with self._writing() as conn:
+            self._check_run(conn, run_id)
+            done = _max_epoch(conn, run_id)
+            if epoch <= done:
+                raise EpochConflictError(
+                    f"run {run_id}: epoch {epoch} is already recorded (epochs 1..{done} exist); "
+                    "is another process training this run?"
+                )
+            if epoch != done + 1:
+                raise EpochConflictError(
+                    f"run {run_id}: cannot record epoch {epoch}, the next epoch is {done + 1}"
+                )
+            conn.execute(
+                f"INSERT INTO epochs ({', '.join(_EPOCH_COLUMNS)})"
+                f" VALUES ({_marks(_EPOCH_COLUMNS)})",
+                (run_id, epoch, *columns, extra_json, now),
+            )
+            for kind, data, digest in blobs:
+                conn.execute(
+                    "INSERT INTO checkpoints"
+                    " (run_id, kind, epoch, data, size_bytes, sha256, saved_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT(run_id, kind) DO UPDATE SET epoch = excluded.epoch,"
+                    "   data = excluded.data, size_bytes = excluded.size_bytes,"
+                    "   sha256 = excluded.sha256, saved_at = excluded.saved_at",
+                    (run_id, kind, epoch, data, len(data), digest, now),
+                )
+            conn.execute(
+                "UPDATE runs SET wall_time_s = wall_time_s + ?, heartbeat_at = ? WHERE id = ?",
+                (wall, now, run_id),
+            )
+
+    def epochs(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's epoch rows in order, as dicts: run_id, epoch, every metric column (None when
+        not recorded), finished_at, and the extra metrics merged in."""
+        with self._reading() as conn:
+            self._check_run(conn, run_id)
+            rows = conn.execute(
+                f"SELECT {', '.join(_EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch",
+                (run_id,),
+            ).fetchall()
+        return [_epoch_dict(row) for row in rows]
+
+    def last_epoch(self, run_id: str) -> int:
+        """Highest committed epoch of a run, 0 if none (resume trains from this + 1)."""
+        with self._reading() as conn:
+            self._check_run(conn, run_id)
+            return _max_epoch(conn, run_id)
+
+    def load_checkpoint(self, run_id: str, kind: str = "last") -> Checkpoint | None:
+        """The run's ``last`` or ``best`` checkpoint as ``(epoch, bytes)``, None if none saved.
+
+        Raises ``StoreError`` if the stored bytes no longer match their checksum.
+        """
+        if kind not in CHECKPOINT_KINDS:
+            raise ValueError(f"checkpoint kind must be one of {CHECKPOINT_KINDS}, not {kind!r}")
+        with self._reading() as conn:
+            self._check_run(conn, run_id)
+            row = conn.execute(
+                "SELECT epoch, data, sha256 FROM checkpoints WHERE run_id = ? AND kind = ?",
+                (run_id, kind),
+            ).fetchone()
+        if row is None:
+            return None
+        data = bytes(row["data"])
+        if hashlib.sha256(data).hexdigest() != row["sha256"]:
+            raise StoreError(f"run {run_id}: the {kind} checkpoint is corrupt (checksum mismatch)")
+        return Checkpoint(row["epoch"], data)
+
