@@ -76,7 +76,7 @@ def conventional(root: Path, batch_size: int, n_train: int, threads: int, seed: 
 
 
 def sweeplab_path(batch_size: int, n_train: int, threads: int | None, seed: int) -> tuple[float, float, int]:
-    from sweeplab.config import build_run_config
+    from sweeplab.resolve import build_run_config
     from sweeplab.train.epoch import evaluate, train_epoch
     from sweeplab.train.setup import build
 

@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 
 from helpers import sweeplab
 from sweeplab.cli.main import main
-from sweeplab.config import RunConfig, build_run_config
+from sweeplab.config import RunConfig
 from sweeplab.config.load import flatten, set_path
 from sweeplab.errors import ConfigError
 from sweeplab.study import load_study
 from sweeplab.train.task import RunTask
+from sweeplab.resolve import build_run_config, run_id
 
 STUDY = """
 [study]
@@ -105,7 +106,7 @@ def test_every_accepted_config_survives_the_hand_over_to_a_worker(changes):
     task = RunTask(config_json=cfg.to_json(), store_path="unused")
     back = RunConfig.from_json(task.config_json)
     assert back == cfg
-    assert back.run_id() == cfg.run_id()
+    assert run_id(back) == run_id(cfg)
     assert back.to_json() == task.config_json
     json.loads(task.config_json)  # strict JSON: no NaN/Infinity tokens
 

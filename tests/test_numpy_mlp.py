@@ -18,6 +18,7 @@ from sweeplab.models.numpy_mlp import ACTIVATIONS, NumpyMLP, NumpySGD
 from sweeplab.store import Store
 from sweeplab.train.epoch import train_epoch
 from sweeplab.train.setup import Setup, build
+from sweeplab.resolve import run_id
 
 from helpers import fit_recorded
 
@@ -235,11 +236,11 @@ def test_fit_into_a_store_and_resume(tmp_path) -> None:
     with Store(tmp_path / "resumed" / "sweeplab.db") as store:
         with pytest.raises(KeyboardInterrupt):
             fit_recorded(cfg, store, progress=stop_after_three)
-        assert store.get_run(cfg.run_id())["status"] == "interrupted"
-        assert store.last_epoch(cfg.run_id()) == 3
+        assert store.get_run(run_id(cfg))["status"] == "interrupted"
+        assert store.last_epoch(run_id(cfg)) == 3
         resumed = fit_recorded(cfg, store)
         assert resumed.status == "completed" and resumed.resumed_from == 3
-        resumed_rows = store.epochs(cfg.run_id())
+        resumed_rows = store.epochs(run_id(cfg))
     # Weights and the momentum buffers come back from the checkpoint: the same curves, exactly.
     keys = ("train_loss", "train_acc", "test_loss", "test_acc", "lr")
     assert [[r[k] for k in keys] for r in resumed_rows] == [[r[k] for k in keys] for r in rows]

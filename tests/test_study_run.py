@@ -168,7 +168,7 @@ def test_parallel_and_sequential_give_the_same_results(tmp_path):
 
 
 def test_batch_size_max_on_cpu_fits_the_budget_and_is_recorded(tmp_path):
-    from sweeplab.config import build_run_config
+    from sweeplab.resolve import build_run_config
 
     from helpers import fit_recorded
 

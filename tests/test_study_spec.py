@@ -13,6 +13,7 @@ import pytest
 
 from sweeplab.errors import ConfigError
 from sweeplab.study import ArmSpec, RunSpec, StudySpec, load_study, parse_study
+from sweeplab.resolve import run_id
 
 EXAMPLE = """\
 [study]
@@ -126,7 +127,7 @@ def test_example_study_expands_arms_grids_and_seeds(tmp_path):
     paired = spec.runs_of("paired")
     assert [(r.config.optim.lr, r.config.optim.momentum) for r in paired[::3]] == [(0.1, 0.0), (0.01, 0.9)]
     assert spec.runs_of("baseline")[0].axes == {} and spec.runs_of("single linear layer")[0].axes == {}
-    assert all(r.run_id == r.config.run_id() for r in spec.runs)
+    assert all(r.run_id == run_id(r.config) for r in spec.runs)
 
 
 def test_shared_runs_keep_both_links_and_unique_runs_deduplicates(tmp_path):

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from sweeplab.config import build_run_config
 from sweeplab.store import Store
+from sweeplab.resolve import build_run_config
 
 from helpers import fit_recorded, sweeplab
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sweeplab.config import OptimConfig, build_run_config
+from sweeplab.config import OptimConfig
 from sweeplab.train.device import NATIVE_CONV_FLOPS
 from sweeplab.train.epoch import train_epoch
 from sweeplab.train.setup import build
 from sweeplab.train.optim import build_optimizer
+from sweeplab.resolve import build_run_config
 
 
 def _trajectory(opt_factory, steps: int = 30) -> list[torch.Tensor]:

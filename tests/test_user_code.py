@@ -19,6 +19,7 @@ from sweeplab.config import RunConfig
 from sweeplab.errors import ConfigError
 from sweeplab.store import Store
 from sweeplab.study import load_study
+from sweeplab.resolve import run_id
 
 NETS = '''\
 import torch
@@ -147,7 +148,7 @@ def test_identity_follows_the_code_the_run_uses(tmp_path):
 def test_code_survives_the_json_hand_over_and_refuses_tampering(tmp_path):
     cfg = load_study(write(tmp_path)).runs[0].config
     again = RunConfig.from_json(cfg.to_json())
-    assert again == cfg and again.run_id() == cfg.run_id()
+    assert again == cfg and run_id(again) == run_id(cfg)
     data = json.loads(cfg.to_json())
     data["code"]["nets.py"]["source"] += "\nimport os\n"
     with pytest.raises(Exception, match="sha256 does not match"):

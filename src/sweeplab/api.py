@@ -158,7 +158,8 @@ def report(study: Any, out: str | Path = "runs", *, output_dir: str | Path | Non
 def run_config(config: Any, overrides: list[str] | None = None, base_dir: str | Path | None = None) -> "RunConfig":
     """A validated run config from a dict (as in a run config TOML), a TOML file or a RunConfig;
     without an optimizer named, :data:`TRAIN_OPTIM`."""
-    from sweeplab.config import RunConfig, build_run_config, deep_merge, load_run_config, parse_set, read_toml
+    from sweeplab.config import RunConfig, deep_merge, parse_set, read_toml
+    from sweeplab.resolve import build_run_config, load_run_config
 
     if isinstance(config, RunConfig):
         return config if not overrides else build_run_config(deep_merge(config.canonical(), parse_set(overrides)),
@@ -181,6 +182,7 @@ def train(config: Any, out: str | Path = "runs", *, overrides: list[str] | None 
     epoch). ``fresh`` retrains a run already in the store.
     """
     from sweeplab.store import Store
+    from sweeplab.resolve import run_id
     from sweeplab.train.loop import fit, record_run
     from sweeplab.train.preflight import preflight
 
@@ -190,6 +192,6 @@ def train(config: Any, out: str | Path = "runs", *, overrides: list[str] | None 
     db.parent.mkdir(parents=True, exist_ok=True)
     with Store(db) as store:
         if fresh:
-            store.forget_run(cfg.run_id())
+            store.forget_run(run_id(cfg))
         record_run(store, cfg)
         return fit(cfg, store, data_dir=data_dir, progress=progress)

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from sweeplab.errors import SweeplabError
-from sweeplab.store.records import FINAL_STATUSES
+from sweeplab.vocabulary import FINAL_STATUSES
 
 from .display import batch_progress, start_line, config_table, console, epoch_line, epoch_table, err_console
 
@@ -60,7 +60,8 @@ def train(
     PyTorch's meaning (``name = "sgd"`` alone is plain SGD, lr 0.01).
     """
     from sweeplab.api import TRAIN_OPTIM
-    from sweeplab.config import load_run_config, read_toml, set_path
+    from sweeplab.config import read_toml, set_path
+    from sweeplab.resolve import load_run_config, run_id
     from sweeplab.config.load import parse_set, parse_value
 
     flags: dict[str, Any] = {}
@@ -76,7 +77,7 @@ def train(
         flags.setdefault("optim", {}).update({k: v for k, v in TRAIN_OPTIM.items() if k not in flags.get("optim", {})})
     cfg = load_run_config(config, set_, flags)
     shown = cfg.canonical() if verbose else _differs_from_defaults(cfg)
-    title = f"run {cfg.run_id()}" + ("" if verbose else " (what differs from the defaults; --verbose for all)")
+    title = f"run {run_id(cfg)}" + ("" if verbose else " (what differs from the defaults; --verbose for all)")
     result = _fit_with_progress(cfg, out, data_dir, fresh, config_table(shown, title=title))
     rows = result.epochs
     if rows:
@@ -131,7 +132,7 @@ def summary(
     """Per-layer table, parameter counts and FLOPs per example of a model."""
     from rich.table import Table
 
-    from sweeplab.config import load_run_config
+    from sweeplab.resolve import load_run_config
     from sweeplab.models.summary import summarize_new
     from sweeplab.train.setup import make_model
 

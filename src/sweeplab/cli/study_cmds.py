@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sweeplab.errors import ConfigError, StoreError, SweeplabError
-from sweeplab.store.records import FINAL_STATUSES, detail_line
+from sweeplab.vocabulary import FINAL_STATUSES, detail_line
 
 from .display import console, err_console, fmt
 from .main import DataDirOpt, OutOpt, SetOpt, app, store_path

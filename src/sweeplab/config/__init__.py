@@ -1,11 +1,11 @@
-"""Run configuration: typed sections, TOML loading, ``--set`` overrides, run identity."""
+"""Run configuration: typed sections, TOML loading, ``--set`` overrides (the schema only; see
+``sweeplab.resolve`` for the registries' checks and run identity)."""
 
 from .load import (
-    build_run_config,
     deep_merge,
     flatten,
     format_validation_error,
-    load_run_config,
+    validate_run_config,
     parse_set,
     parse_value,
     read_toml,
@@ -29,11 +29,10 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "ScheduleConfig",
-    "build_run_config",
     "deep_merge",
     "flatten",
     "format_validation_error",
-    "load_run_config",
+    "validate_run_config",
     "parse_set",
     "parse_value",
     "read_toml",

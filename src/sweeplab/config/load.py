@@ -7,8 +7,6 @@ allowed, so the CLI can print one line and exit 2.
 from __future__ import annotations
 
 import copy
-import functools
-import json
 import re
 import tomllib
 from pathlib import Path
@@ -148,88 +146,10 @@ def _is_field(part: object) -> bool:
     return text.isidentifier() and text not in _TYPE_TAGS
 
 
-def build_run_config(data: Mapping[str, Any], prefix: str = "", base_dir: str | Path | None = None) -> RunConfig:
-    """Validate a nested dict into a RunConfig, including the model's own options.
-
-    A model or dataset named as ``"nets.py:CoolNet"`` brings the file's text into the config's
-    ``code``; the file is looked for under ``base_dir`` (the directory of the study or config
-    file; the working directory when None).
-    """
-    from sweeplab.usercode import attach_code
-
+def validate_run_config(data: Mapping[str, Any], prefix: str = "") -> RunConfig:
+    """The schema's checks only: a nested dict into a RunConfig, errors as one ``ConfigError``
+    line with the key path. ``sweeplab.resolve.build_run_config`` adds the registries' checks."""
     try:
-        data = attach_code(data, base_dir)
-    except ConfigError as e:
-        raise ConfigError(e.message, path=f"{prefix}.{e.path}" if prefix and e.path else e.path) from None
-    try:
-        cfg = RunConfig.model_validate(dict(data))
+        return RunConfig.model_validate(dict(data))
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, prefix)) from None
-    check_model_options(cfg, prefix)
-    return cfg
-
-
-def check_model_options(cfg: RunConfig, prefix: str = "") -> None:
-    """Reject datasets, model names, model options and option values the registries do not know."""
-    from sweeplab.data import list_datasets
-    from sweeplab.models import list_models, model_options
-    from sweeplab.usercode import parse_ref
-
-    datasets = list_datasets()
-    if parse_ref(cfg.data.dataset) is None and cfg.data.dataset not in datasets:
-        raise ConfigError(f"unknown dataset {cfg.data.dataset!r} (available: {', '.join(sorted(datasets))})",
-                          path=f"{prefix}.data.dataset" if prefix else "data.dataset")
-    where = f"{prefix}.model" if prefix else "model"
-    models = list_models()
-    if parse_ref(cfg.model.name) is None and cfg.model.name not in models:
-        raise ConfigError(
-            f"unknown model {cfg.model.name!r} (available: {', '.join(sorted(models))}, or file.py:Name "
-            "for your own)", path=f"{where}.name"
-        )
-    try:
-        allowed = model_options(cfg.model.name, cfg.code)
-    except ConfigError as e:  # the user's code failed to load: its message names file and line
-        raise ConfigError(e.message, path=f"{prefix}.{e.path}" if prefix and e.path else e.path) from None
-    for key in cfg.model.options():
-        if key not in allowed:
-            opts = ", ".join(sorted(allowed)) or "none"
-            raise ConfigError(
-                f"unknown option for model {cfg.model.name!r} (allowed: {opts}, init, init_std)",
-                path=f"{where}.{key}",
-            )
-    if parse_ref(cfg.model.name) is None:  # the user's models are checked on the real data (train.preflight)
-        _check_option_values(cfg.model.name, json.dumps(cfg.model.options(), sort_keys=True), prefix)
-
-
-@functools.lru_cache(maxsize=256)
-def _check_option_values(name: str, options_json: str, prefix: str) -> None:
-    """Build the model on the meta device (no memory, no compute) so that option values such as
-    ``hidden = "wide"`` or ``activation = "relu6"`` fail here with their key, not as failed runs.
-
-    Only the model's own option errors count: a nominal input shape stands in for the dataset's,
-    so shape problems are left to the run, which knows the real shape.
-    """
-    from sweeplab.models import probe_options
-
-    try:
-        probe_options(name, json.loads(options_json))
-    except ConfigError as e:
-        path = e.path or ""
-        if not path.startswith("model.") or path == "model.name":
-            return
-        raise ConfigError(e.message, path=f"{prefix}.{path}" if prefix else path) from None
-
-
-def load_run_config(
-    path: str | Path | None = None, overrides: list[str] | None = None, extra: Mapping[str, Any] | None = None
-) -> RunConfig:
-    """File (optional) <- ``extra`` (e.g. CLI flags) <- ``--set`` overrides, then validate.
-
-    Code files (``model.name = "nets.py:CoolNet"``) are relative to the config file, or to the
-    working directory without one.
-    """
-    data: dict[str, Any] = read_toml(path) if path else {}
-    if extra:
-        data = deep_merge(data, extra)
-    data = deep_merge(data, parse_set(overrides))
-    return build_run_config(data, base_dir=Path(path).parent if path else None)

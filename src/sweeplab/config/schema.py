@@ -1,9 +1,9 @@
 """Typed, frozen run configuration: one section per concern, validated at construction.
 
-A run is fully described by a :class:`RunConfig`. Its identity (:meth:`RunConfig.run_id`) is the
-hash of its canonical JSON form, so two spellings of the same config (key order, defaults written
-out or left implicit) are the same run. Fields that do not change results (``threads``) are left
-out of the identity.
+A run is fully described by a :class:`RunConfig`. Its identity (``sweeplab.resolve.run_id``) is
+the hash of its canonical JSON form, so two spellings of the same config (key order, defaults
+written out or left implicit) are the same run. Fields that do not change results (``threads``)
+are left out of the identity.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sweeplab.errors import ConfigError
+from sweeplab.vocabulary import METRICS
+
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
@@ -266,9 +267,8 @@ class RunConfig(Section):
     @field_validator("best_metric")
     @classmethod
     def _metric(cls, v: str) -> str:
-        from sweeplab.store.records import METRICS as allowed  # the one list of metric names
-        if v not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
+        if v not in METRICS:
+            raise ValueError(f"must be one of {', '.join(METRICS)}")
         return v
 
     # -- identity -------------------------------------------------------------------------------
@@ -278,22 +278,6 @@ class RunConfig(Section):
         d = self.model_dump(mode="json")
         if not d["code"]:
             del d["code"]
-        return d
-
-    def identity(self) -> dict[str, Any]:
-        """The part of the config that determines results (``threads`` does not)."""
-        d = self.canonical()
-        d.pop("threads", None)
-        if self.code:  # what the run uses of each file, hashed (see usercode.identity)
-            d["code"] = self.code_identity()
-        # Model options left at their defaults are written out, so {name="lstm"} and
-        # {name="lstm", hidden=128} are the same run.
-        from sweeplab.models import model_identity
-
-        try:
-            d["model"] = {**model_identity(self.model.name, self.code), **d["model"]}
-        except ConfigError:  # an unknown model is reported by validation, not here
-            pass
         return d
 
     def code_identity(self) -> dict[str, str]:
@@ -317,8 +301,3 @@ class RunConfig(Section):
         """Inverse of :meth:`to_json`: ``RunConfig.from_json(cfg.to_json()) == cfg`` for every
         config the schema accepts (tests/test_hardening_config.py checks it over the schema)."""
         return cls.model_validate(json.loads(text))
-
-    def run_id(self) -> str:
-        """Stable 12-hex-digit hash of the identity; equal configs give equal ids in any process."""
-        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]

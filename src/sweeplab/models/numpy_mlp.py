@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -42,8 +42,16 @@ from torch import nn
 from sweeplab.errors import ConfigError
 from sweeplab.models._common import check_choice, check_int_list
 
-if TYPE_CHECKING:
-    from sweeplab.config import OptimConfig
+
+
+class OptimSettings(Protocol):
+    """What ``NumpyMLP.build_optimizer`` reads of an optimizer config (the run's ``optim``)."""
+
+    name: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    nesterov: bool
 
 # -- activations ---------------------------------------------------------------------------------
 # Each: forward f(z) -> a, and backward (z, a, dL/da) -> dL/dz, with PyTorch's definitions
@@ -382,7 +390,7 @@ class NumpyMLP(nn.Module):
         _match_blas_threads()
         return _NumpyMLPFunction.apply(x, self.activation, *params)
 
-    def build_optimizer(self, cfg: OptimConfig) -> NumpySGD:
+    def build_optimizer(self, cfg: OptimSettings) -> NumpySGD:
         """The trainer's optimizer for this model: NumPy SGD from ``cfg`` (only ``sgd`` exists)."""
         if cfg.name != "sgd":
             raise ConfigError(f"numpy_mlp trains with its own NumPy SGD; got {cfg.name!r} (allowed: sgd)",

@@ -26,7 +26,7 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from .stats import mean_curve, spans_decades
 from .tables import ArmSetting, RunData
-from sweeplab.store.records import lower_is_better
+from sweeplab.vocabulary import lower_is_better
 
 #: Metrics drawn as curves, with their titles; val and lr only when the study has them.
 CURVE_METRICS: tuple[tuple[str, str], ...] = (

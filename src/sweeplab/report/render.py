@@ -23,7 +23,7 @@ from .figures import Figure
 from .findings import pval
 from .stats import Summary
 from .tables import RunData
-from sweeplab.store.records import lower_is_better
+from sweeplab.vocabulary import lower_is_better
 
 # ------------------------------------------------------------------------------------ blocks
 

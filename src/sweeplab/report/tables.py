@@ -27,7 +27,7 @@ from sweeplab.config import flatten
 from sweeplab.store import Store
 
 from .stats import Comparison, Summary, epochs_to_fraction, summarize, welch
-from sweeplab.store.records import BASELINE_ARM, lower_is_better, parse_detail
+from sweeplab.vocabulary import BASELINE_ARM, lower_is_better, parse_detail
 
 #: Name of the baseline arm in stored studies (``sweeplab.study.load.BASELINE_ARM``).
 #: Config keys that never count as a difference between runs (they do not change results, or

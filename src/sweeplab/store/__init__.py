@@ -7,10 +7,8 @@ with ``Store(path, readonly=True)``. See ``store.py`` for the concurrency and cr
 
 from sweeplab.store._schema import SCHEMA_VERSION
 from sweeplab.store.records import (
-    BASELINE_ARM,
     EPOCH_METRIC_COLUMNS,
     FINAL_STATUSES,
-    METRICS,
     RUN_STATUSES,
     STOPPED_STATUSES,
     Arm,
@@ -21,7 +19,6 @@ from sweeplab.store.records import (
     StudyRecord,
     StudyRunRecord,
     StudyVersion,
-    lower_is_better,
 )
 from sweeplab.store.store import (
     CHECKPOINT_KINDS,
@@ -32,11 +29,8 @@ from sweeplab.store.store import (
 )
 
 __all__ = [
-    "BASELINE_ARM",
     "CHECKPOINT_KINDS",
     "FINAL_STATUSES",
-    "METRICS",
-    "lower_is_better",
     "DEFAULT_DB_PATH",
     "EPOCH_METRIC_COLUMNS",
     "RUN_STATUSES",

@@ -16,9 +16,10 @@ from typing import Any, Callable
 from sweeplab.executor import Executor, Task, TaskCrashed, Terminated, default_workers, make_executor
 from sweeplab.errors import StoreError
 from sweeplab.models import is_local
-from sweeplab.store import FINAL_STATUSES, Arm, Link, Store
+from sweeplab.store import Arm, Link, Store
 from sweeplab.train.loop import record_run
 from sweeplab.train.preflight import preflight
+from sweeplab.vocabulary import FINAL_STATUSES
 from sweeplab.train.task import RunTask, run_task
 
 from .sharing import TAKE_OVER, held_elsewhere, wait_for_others

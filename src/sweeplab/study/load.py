@@ -34,10 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeplab.config import RunConfig, build_run_config, deep_merge, parse_set
+from sweeplab.config import RunConfig, deep_merge, parse_set
 from sweeplab.config.schema import MAX_SEED  # seeds go to torch, numpy and random: 0 <= seed < 2**32
 from sweeplab.errors import ConfigError
-from sweeplab.store.records import BASELINE_ARM, METRICS
+from sweeplab.vocabulary import BASELINE_ARM, METRICS
+from sweeplab.resolve import build_run_config, run_id
 
 from .grid import (
     apply_point,
@@ -400,7 +401,7 @@ def _resolve_arm(arm: _Arm, baseline: dict[str, Any], base_cfg: RunConfig, setti
     for point in arm.points:
         data = deep_merge(baseline, apply_point(arm.spec.override, point))
         cfg = _build(_with_study_keys(data, seed, settings.metric), arm.where, _point_context(point), base_dir)
-        rid = cfg.run_id()
+        rid = run_id(cfg)
         if rid in seen:
             raise ConfigError(f"grid points {format_point(seen[rid])} and {format_point(point)} resolve to "
                               "the same config; remove one", path=arm.where)
@@ -408,7 +409,7 @@ def _resolve_arm(arm: _Arm, baseline: dict[str, Any], base_cfg: RunConfig, setti
         out.append(data)
     # Only meaningful when the baseline is itself an arm: otherwise [baseline] is just the
     # template and an arm equal to it is how the user names that config.
-    if settings.include_baseline and not arm.is_baseline and set(seen) == {base_cfg.run_id()}:
+    if settings.include_baseline and not arm.is_baseline and set(seen) == {run_id(base_cfg)}:
         keys = leaf_paths(arm.spec.override)
         what = (f"every key it sets ({', '.join(keys)}) resolves to the baseline's config" if keys
                 else "it sets no run config keys")
@@ -428,7 +429,7 @@ def _expand_arm(arm: _Arm, configs: Sequence[dict[str, Any]], cli: _Cli, metric:
         context = _point_context(point) + cli.context
         by_seed = [_build(_with_study_keys(final, s, metric), arm.where, context, base_dir) for s in seeds]
         _check_metric_split(by_seed[0], metric, arm.where, context)
-        key = by_seed[0].run_id()
+        key = run_id(by_seed[0])
         if key in first_point:
             warnings.append(f"{arm.where}: with the command-line overrides, grid point {format_point(point)} "
                             f"is the same run as {format_point(first_point[key][1])}; it is listed once")
@@ -436,4 +437,4 @@ def _expand_arm(arm: _Arm, configs: Sequence[dict[str, Any]], cli: _Cli, metric:
         label = make_label(arm.spec.name, axes)
         first_point[key] = (label, point)
         for seed, cfg in zip(seeds, by_seed):
-            runs.append(RunSpec(arm.spec.name, label, seed, cfg, cfg.run_id(), dict(axes), len(runs)))
+            runs.append(RunSpec(arm.spec.name, label, seed, cfg, run_id(cfg), dict(axes), len(runs)))

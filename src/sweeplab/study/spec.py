@@ -28,7 +28,7 @@ class RunSpec:
     config: RunConfig
     """The resolved config (baseline <- arm <- grid point <- command-line overrides, seed set)."""
     run_id: str
-    """``config.run_id()``: equal configs in any arm or study are one run."""
+    """``sweeplab.resolve.run_id(config)``: equal configs in any arm or study are one run."""
     axes: dict[str, Any]
     """Grid values of this point, dotted key -> value (as resolved); empty for non-grid arms."""
     position: int

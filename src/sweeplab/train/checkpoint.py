@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sweeplab.store.records import lower_is_better
+from sweeplab.vocabulary import lower_is_better
 
 
 

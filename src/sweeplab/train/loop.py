@@ -24,9 +24,10 @@ import torch
 from sweeplab.config import RunConfig
 from sweeplab.data import Dataset
 from sweeplab.errors import SweeplabError
-from sweeplab.store import FINAL_STATUSES, Store, default_worker_id
+from sweeplab.store import Store, default_worker_id
 from sweeplab.store.claims import claim
-from sweeplab.store.records import diverged_detail, oom_detail
+from sweeplab.vocabulary import FINAL_STATUSES, diverged_detail, oom_detail
+from sweeplab.resolve import run_id
 
 from .device import environment, reset_peak_memory
 
@@ -61,7 +62,7 @@ def _is_oom(err: BaseException) -> bool:
 def record_run(store: Store, cfg: RunConfig, label: str | None = None) -> None:
     """Record ``cfg`` in the store as a pending run (a run already there keeps its state): the
     one place a run is recorded, by the study (``record_study``) and by one-off runs."""
-    store.upsert_run(cfg.run_id(), config_json=cfg.to_json(), seed=cfg.seed, label=label, epochs_planned=cfg.epochs)
+    store.upsert_run(run_id(cfg), config_json=cfg.to_json(), seed=cfg.seed, label=label, epochs_planned=cfg.epochs)
 
 
 def fit(
@@ -77,15 +78,15 @@ def fit(
     """Train the recorded run ``cfg`` (see :func:`record_run`) to completion, resuming from the
     store; every epoch is committed as it ends. A finished run, or one another live process
     holds, is returned as it is (``skipped``)."""
-    run_id = cfg.run_id()
-    existing = store.get_run(run_id)  # StoreError when the run was never recorded
+    rid = run_id(cfg)
+    existing = store.get_run(rid)  # StoreError when the run was never recorded
     if existing.status in FINAL_STATUSES:
-        return RunResult(run_id, existing.status, existing.status_detail, store.epochs(run_id), skipped=True)
+        return RunResult(rid, existing.status, existing.status_detail, store.epochs(rid), skipped=True)
     worker = worker or default_worker_id()
-    won, existing = claim(store, run_id, worker)  # atomically: another process may want this run too
+    won, existing = claim(store, rid, worker)  # atomically: another process may want this run too
     if not won:  # finished meanwhile, or held by a live worker of another process: theirs
         detail = existing.status_detail if existing.status != "running" else f"trained by {existing.worker}"
-        return RunResult(run_id, existing.status, detail, store.epochs(run_id), skipped=True)
+        return RunResult(rid, existing.status, detail, store.epochs(rid), skipped=True)
     return _Training(cfg, store, worker, progress, label).run(data_dir, dataset)
 
 
@@ -94,7 +95,7 @@ class _Training:
 
     def __init__(self, cfg: RunConfig, store: Store, worker: str, progress: Progress | None, label: str | None):
         self.cfg, self.store, self.worker, self.progress, self.label = cfg, store, worker, progress, label
-        self.run_id = cfg.run_id()
+        self.run_id = run_id(cfg)
         self.t_start = time.perf_counter()
         self.accounted = 0.0  # wall time already added to the store with committed epochs
         self.setup: Setup | None = None

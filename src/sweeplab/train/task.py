@@ -16,6 +16,7 @@ from sweeplab.config import RunConfig
 from sweeplab.data import Dataset, load_dataset
 from sweeplab.errors import SweeplabError
 from sweeplab.store import Store
+from sweeplab.resolve import run_id
 
 from .loop import fit
 
@@ -70,7 +71,7 @@ def run_task(task: RunTask, emit: Emit) -> dict[str, Any]:
         try:
             result = fit(cfg, store, dataset=dataset, data_dir=task.data_dir, progress=progress, label=task.label)
         except SweeplabError as err:  # recorded as the run's outcome by fit; the study goes on
-            failed = {"run_id": cfg.run_id(), "status": "failed", "detail": str(err)}
+            failed = {"run_id": run_id(cfg), "status": "failed", "detail": str(err)}
             emit("end", failed)
             return {**failed, "skipped": False}
         finally:

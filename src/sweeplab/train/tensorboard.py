@@ -12,6 +12,7 @@ from typing import Any
 
 from sweeplab.config import RunConfig
 from sweeplab.errors import ConfigError
+from sweeplab.resolve import run_id
 
 _SCALARS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr",
             "epoch_time_s", "train_images_per_s", "peak_mem_mb")
@@ -27,7 +28,7 @@ class TensorBoardWriter:
             raise ConfigError("TensorBoard output needs the tensorboard package: "
                               "pip install 'sweeplab[tensorboard]'", path="--tensorboard") from None
         self.cfg = cfg
-        name = f"{(label or cfg.model.name).replace('/', '_').replace(' ', '_').replace(':', '_')}-seed{cfg.seed}-{cfg.run_id()}"
+        name = f"{(label or cfg.model.name).replace('/', '_').replace(' ', '_').replace(':', '_')}-seed{cfg.seed}-{run_id(cfg)}"
         self.writer = SummaryWriter(log_dir=str(root / name))
         self.last: dict[str, float] = {}
 
