@@ -9,7 +9,7 @@ import typer
 
 from sweeplab.errors import StoreError
 
-from .main import OutOpt, app, store_path
+from .app import OutOpt, app, store_path
 
 
 @app.command("show-code")

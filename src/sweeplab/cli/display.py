@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, Iterable
 
 from rich.console import Console
@@ -11,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sweeplab.config import flatten
+from sweeplab.report.numbers import fmt
 
 console = Console()
 err_console = Console(stderr=True)
@@ -28,14 +28,6 @@ EPOCH_COLUMNS = [
     ("train_images_per_s", "img/s", "{:,.0f}"),
     ("peak_mem_mb", "peak MiB", "{:,.0f}"),
 ]
-
-
-def fmt(value: Any, pattern: str) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return pattern.format(value)
 
 
 def epoch_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> Table:

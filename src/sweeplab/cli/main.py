@@ -16,25 +16,8 @@ from rich.markup import escape
 from sweeplab.errors import SweeplabError
 from sweeplab.vocabulary import FINAL_STATUSES
 
+from .app import DataDirOpt, OutOpt, SetOpt, app, store_path
 from .display import batch_progress, start_line, config_table, console, epoch_line, epoch_table, err_console
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Ablation studies of small neural networks: train, compare, report.",
-)
-
-OutOpt = typer.Option("runs", "--out", help="Directory holding the run store (sweeplab.db).")
-SetOpt = typer.Option(None, "--set", help="Override a config key, e.g. --set optim.lr=1e-3 (TOML literal).")
-DataDirOpt = typer.Option(None, "--data-dir", help="Where datasets live (default: $SWEEPLAB_DATA or ./data).")
-
-
-def store_path(out: str | Path) -> Path:
-    from sweeplab.api import store_path as path_in
-
-    return path_in(out)
-
 
 @app.command()
 def train(
@@ -186,7 +169,7 @@ def models(
     if study is not None:
         from sweeplab.study import load_study
 
-        from .study_cmds import resolve_study_file
+        from sweeplab.study.bundled import find_study_file as resolve_study_file
 
         own = {r.config.model.name: r.config.code for r in load_study(resolve_study_file(study)).unique_runs()
                if r.config.code and ":" in r.config.model.name}

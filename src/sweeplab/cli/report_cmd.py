@@ -9,8 +9,7 @@ import typer
 from rich.markup import escape
 
 from .display import console
-from .main import OutOpt, app, store_path
-from .study_cmds import VersionOpt, pick_study
+from .app import OutOpt, VersionOpt, app, pick_study, store_path
 
 
 @app.command()

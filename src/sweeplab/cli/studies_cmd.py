@@ -12,7 +12,7 @@ import typer
 
 from sweeplab.errors import ConfigError, SweeplabError
 
-from .main import app
+from .app import app
 
 
 def _bundled_names() -> list[str]:

@@ -11,105 +11,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Group
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from sweeplab.errors import ConfigError, StoreError, SweeplabError
-from sweeplab.vocabulary import FINAL_STATUSES, detail_line
-
-from .display import console, err_console, fmt
-from .main import DataDirOpt, OutOpt, SetOpt, app, store_path
+from sweeplab.store import Store
 from sweeplab.study.bundled import find_study_file as resolve_study_file
+from sweeplab.vocabulary import FINAL_STATUSES
 
-
-#: ``--version N`` of report, export and status: which stored version of a study to show.
-VersionOpt = typer.Option(None, "--version", min=1, help="Which version of the study to show "
-                          "(default: the latest run without --epochs/--seeds/--set overrides).")
-
-
-def pick_study(store, name: str | None) -> str:
-    """The named study, or the most recently updated one in the store."""
-    studies = store.list_studies()
-    if name:
-        store.get_study(name)  # raises StoreError naming the unknown study
-        return name
-    if not studies:
-        raise StoreError(f"no studies in {store.path}; run one with `sweeplab run STUDY.toml`")
-    return max(studies, key=lambda s: s.updated_at).name
-
-
-class LiveDisplay:
-    """Overall progress (runs done/total, ETA) and one line per active run.
-
-    On a terminal it is a rich ``Live`` renderable. With ``plain=True`` (output to a file or a
-    pipe, e.g. ``sweeplab run ... > log``) it prints one line per finished run instead, so a log
-    of a long study shows its progress as it goes rather than only the last frame.
-    """
-
-    def __init__(self, spec, todo, workers: int, *, plain: bool = False):
-        self.spec, self.workers, self.plain = spec, workers, plain
-        self.labels = {r.run_id: r.label for r in todo}
-        self.planned = {r.run_id: r.config.epochs for r in todo}
-        self.total_runs = len(todo)
-        self.total_epochs = sum(self.planned.values())
-        self.done_runs = 0
-        self.done_epochs = 0
-        self.outcomes: dict[str, int] = {}
-        self.active: dict[str, dict[str, Any]] = {}
-        self.t0 = time.monotonic()
-        self.lines: list[str] = []
-
-    def on_event(self, run_id: str, event: str, info: dict[str, Any]) -> None:
-        a = self.active.setdefault(run_id, {"label": self.labels.get(run_id, run_id), "epoch": 0, "step": 0})
-        if event == "start":
-            a.update(epochs=info["epochs"], epoch=info["resumed_from"], resumed=info["resumed_from"])
-            self.done_epochs += info["resumed_from"]
-        elif event == "batch":
-            a.update(step=info["step"], steps=info["steps"], epoch=info["epoch"] - 1)
-        elif event == "epoch":
-            a.update(epoch=info["epoch"], row=info["row"], step=0)
-            self.done_epochs += 1
-        elif event == "end":
-            finished = self.active.pop(run_id, a)
-            self.done_runs += 1
-            # A run that stopped early (diverged, failed) will not train its remaining epochs.
-            self.total_epochs -= max(0, self.planned.get(run_id, 0) - finished["epoch"])
-            self.outcomes[info["status"]] = self.outcomes.get(info["status"], 0) + 1
-            detail = detail_line(info.get("detail"))
-            if info["status"] != "completed":
-                self.lines.append(f"{self.labels.get(run_id, run_id)} [{run_id}]: {info['status']} {detail}")
-            if self.plain:
-                row = finished.get("row", {})
-                result = f"test acc {fmt(row.get('test_acc'), '{:.2%}')}" if info["status"] == "completed" else detail
-                console.print(f"[{self.done_runs}/{self.total_runs}] {finished['label']} [{run_id}]: "
-                              f"{info['status']}, {result} | {self._progress()}",
-                              markup=False, highlight=False, soft_wrap=True)  # one line each, for logs
-
-    def _progress(self) -> str:
-        elapsed = time.monotonic() - self.t0
-        frac = self.done_epochs / max(1, self.total_epochs)
-        eta = f"{elapsed / frac * (1 - frac):,.0f}s" if frac > 0.02 else "?"
-        return f"epochs {self.done_epochs}/{self.total_epochs} | {elapsed:,.0f}s elapsed, ETA {eta}"
-
-    def __rich__(self) -> Group:
-        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())) or "-"
-        head = (f"[bold]{escape(self.spec.name)}[/]: runs {self.done_runs}/{self.total_runs} "
-                f"({outcomes}) | {self._progress()}")
-        if not self.active:
-            return Group(head, *[escape(x) for x in self.lines[-5:]])
-        table = Table(box=None, header_style="bold", pad_edge=False)
-        for col in ("run", "epoch", "progress", "train loss", "train acc", "test acc"):
-            table.add_column(col)
-        for run_id, a in list(self.active.items()):
-            row = a.get("row", {})
-            steps = a.get("steps")
-            prog = f"{a['step']}/{steps}" if steps else ""
-            table.add_row(escape(a["label"])[:60], f"{a['epoch']}/{a.get('epochs', '?')}", prog,
-                          fmt(row.get("train_loss"), "{:.4f}"), fmt(row.get("train_acc"), "{:.2%}"),
-                          fmt(row.get("test_acc"), "{:.2%}"))
-        return Group(head, table, *[escape(x) for x in self.lines[-5:]])
+from .app import DataDirOpt, OutOpt, SetOpt, VersionOpt, app, pick_study, store_path
+from .display import console, err_console, fmt
+from .live import LiveDisplay
 
 
 @app.command("run")
@@ -128,9 +41,35 @@ def run_cmd(
     data_dir: Optional[Path] = DataDirOpt,
 ) -> None:
     """Run a study: train every run not yet finished, in parallel, resumably."""
-    from sweeplab.store import Store
+    from sweeplab.study.execute import prepare_study
+
+    spec = _load_for_run(study, set_, seeds, epochs, smoke)
+    db = store_path(out)
+    if dry_run:
+        _print_dry_run(spec, db)
+        return
+    if tensorboard:
+        _check_tensorboard()
+    if report:
+        _check_report_dir(out, spec.name)  # an unwritable report folder fails before anything trains
+    plan = prepare_study(spec, db, data_dir)
+    _print_plan(spec, plan, db)
+    on_run_end = _report_refresher(db, spec.name, out) if report else None
+    results = _train(spec, plan, db, workers=workers, threads=threads, data_dir=data_dir,
+                     tensorboard_dir=(out / "tensorboard") if tensorboard else None, on_run_end=on_run_end)
+    with Store(db, readonly=True) as store:
+        counts = {k: v for k, v in store.counts_by_status(spec.name, version=plan.version).items() if v}
+    elsewhere = sum(1 for v in results.values() if isinstance(v, dict) and v.get("skipped"))
+    console.print(f"trained {len(results) - elsewhere} runs"
+                  + (f" ({elsewhere} trained by another process)" if elsewhere else "")
+                  + f"; study {spec.name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if report:
+        _write_report(db, spec.name, out)
+
+
+def _load_for_run(study: str, set_: list[str] | None, seeds: int | None, epochs: int | None, smoke: bool):
+    """The study as ``run`` trains it: the file, ``--smoke`` shrinking it, then the overrides."""
     from sweeplab.study import load_study
-    from sweeplab.study.execute import plan_study, prepare_study, run_study
 
     path = resolve_study_file(study)
     overrides = list(set_ or [])
@@ -143,26 +82,29 @@ def run_cmd(
     spec = load_study(path, overrides=overrides, seeds=seeds, epochs=epochs)
     for w in spec.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}")
-    db = store_path(out)
-    if dry_run:
-        store = Store(db, readonly=True) if db.exists() else None
+    return spec
+
+
+def _print_dry_run(spec, db: Path) -> None:
+    from sweeplab.study.execute import plan_study
+
+    store = Store(db, readonly=True) if db.exists() else None
+    try:
         plan = plan_study(spec, store)
-        table = Table(title=f"{spec.name}: {len(spec.runs)} links, {len(plan.runs)} unique runs, "
-                            f"{len(plan.done)} done", header_style="bold")
-        for col in ("arm", "label", "seed", "run id", "epochs", "status"):
-            table.add_column(col)
-        for r in spec.runs:
-            table.add_row(escape(r.arm), escape(r.label), str(r.seed), r.run_id, str(r.config.epochs),
-                          plan.status[r.run_id])
-        console.print(table)
+    finally:
         if store:
             store.close()
-        return
-    if tensorboard:
-        _check_tensorboard()
-    if report:
-        _check_report_dir(out, spec.name)  # an unwritable report folder fails before anything trains
-    plan = prepare_study(spec, db, data_dir)
+    table = Table(title=f"{spec.name}: {len(spec.runs)} links, {len(plan.runs)} unique runs, "
+                        f"{len(plan.done)} done", header_style="bold")
+    for col in ("arm", "label", "seed", "run id", "epochs", "status"):
+        table.add_column(col)
+    for r in spec.runs:
+        table.add_row(escape(r.arm), escape(r.label), str(r.seed), r.run_id, str(r.config.epochs),
+                      plan.status[r.run_id])
+    console.print(table)
+
+
+def _print_plan(spec, plan, db: Path) -> None:
     if plan.new_version and plan.versions > 1:
         console.print(f"[yellow]note:[/] study {escape(spec.name)} changed: recorded as version {plan.version} "
                       f"of {plan.versions}; "
@@ -172,39 +114,37 @@ def run_cmd(
                       soft_wrap=True)
     console.print(f"study [bold]{escape(spec.name)}[/]: {len(plan.runs)} runs ({len(plan.done)} already done, "
                   f"{len(plan.todo)} to train) -> {db}")
-    on_run_end = None
-    if report:
-        last = [0.0]
 
-        def on_run_end(run_id: str, info: dict[str, Any]) -> None:
-            # A report takes seconds to build; refresh at most every REPORT_EVERY_S, and at the end.
-            if time.monotonic() - last[0] >= REPORT_EVERY_S:
-                try:
-                    _write_report(db, spec.name, out)
-                except SweeplabError as err:  # a refresh that fails (disk full) must not stop the study
-                    err_console.print(f"[yellow]warning:[/] {escape(str(err))}", soft_wrap=True)
-                last[0] = time.monotonic()
 
-    live = LiveDisplay(spec, plan.todo, workers or 0, plain=not console.is_terminal)
-    shown = Live(live, console=console, refresh_per_second=4, transient=False) if console.is_terminal else nullcontext()
+def _report_refresher(db: Path, study: str, out: Path):
+    """``run --report``: a callback that rewrites the report after a run ends, at most every
+    REPORT_EVERY_S (a report takes seconds to build); a failed refresh only warns."""
+    last = [0.0]
+
+    def on_run_end(run_id: str, info: dict[str, Any]) -> None:
+        if time.monotonic() - last[0] >= REPORT_EVERY_S:
+            try:
+                _write_report(db, study, out)
+            except SweeplabError as err:  # a refresh that fails (disk full) must not stop the study
+                err_console.print(f"[yellow]warning:[/] {escape(str(err))}", soft_wrap=True)
+            last[0] = time.monotonic()
+
+    return on_run_end
+
+
+def _train(spec, plan, db: Path, **kwargs: Any) -> dict[str, Any]:
+    """run_study under the live display; SIGTERM exits 143 (runs marked interrupted)."""
     from sweeplab.executor import Terminated
+    from sweeplab.study.execute import run_study
 
+    live = LiveDisplay(spec, plan.todo, kwargs.get("workers") or 0, plain=not console.is_terminal)
+    shown = Live(live, console=console, refresh_per_second=4, transient=False) if console.is_terminal else nullcontext()
     try:
         with shown:
-            results = run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir,
-                                tensorboard_dir=(out / "tensorboard") if tensorboard else None,
-                                on_event=live.on_event, on_run_end=on_run_end)
-    except Terminated:  # SIGTERM: runs marked interrupted; typer would report any interrupt as 130
+            return run_study(spec, db, plan=plan, on_event=live.on_event, **kwargs)
+    except Terminated:  # typer would report any interrupt as 130
         err_console.print("terminated")
         raise typer.Exit(143) from None
-    with Store(db, readonly=True) as store:
-        counts = {k: v for k, v in store.counts_by_status(spec.name, version=plan.version).items() if v}
-    elsewhere = sum(1 for v in results.values() if isinstance(v, dict) and v.get("skipped"))
-    console.print(f"trained {len(results) - elsewhere} runs"
-                  + (f" ({elsewhere} trained by another process)" if elsewhere else "")
-                  + f"; study {spec.name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    if report:
-        _write_report(db, spec.name, out)
 
 
 #: Minimum seconds between report refreshes of `run --report`.

@@ -35,6 +35,9 @@ Cache
     warning, not an error.
 """
 
+# Size: over 400 lines on purpose: the directory and tar sources, parallel decoding and the cache
+# are one pipeline whose invariants (order, digests, sizes) are easiest to check read together.
+
 from __future__ import annotations
 
 import bz2
@@ -364,6 +367,14 @@ def _decode_all(
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
+    images, digests = _join_chunks(source, names, chunks)
+    return names, images, digests if want else None
+
+
+def _join_chunks(source: _DirSource | _TarSource, names: list[str],
+                 chunks: list[Chunk]) -> tuple[np.ndarray, list[str]]:
+    """The decoded chunks as one uint8 NHWC array (greyscale widened to the most channels any
+    image has) and their digests; a decode error or a size mismatch is a one-line DataError."""
     label = str(source.path)
     for c in chunks:
         if c.error is not None:
@@ -385,8 +396,7 @@ def _decode_all(
     images = np.concatenate(
         [c.images if c.images.shape[3] == channels else np.repeat(c.images, channels, axis=3) for c in chunks]
     )
-    digests = [d for c in chunks for d in (c.digests or [])] if want else None
-    return names, images, digests
+    return images, [d for c in chunks for d in (c.digests or [])]
 
 
 # -- cache ----------------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ Initialisation draws from torch's RNG exactly as ``nn.Linear`` does, in the same
 same weights. CPU and float arrays only: NumPy cannot reach an accelerator.
 """
 
+# Size: over 400 lines on purpose: a reference implementation (forward, backward, SGD) meant to
+# be read top to bottom as one file, as the course exercise it reproduces is.
+
 from __future__ import annotations
 
 import functools

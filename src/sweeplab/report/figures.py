@@ -23,10 +23,10 @@ import matplotlib
 from matplotlib import colormaps
 from matplotlib.figure import Figure as _MplFigure
 from matplotlib.ticker import MaxNLocator, NullFormatter
+from sweeplab.vocabulary import lower_is_better
 
 from .stats import mean_curve, spans_decades
 from .tables import ArmSetting, RunData
-from sweeplab.vocabulary import lower_is_better
 
 #: Metrics drawn as curves, with their titles; val and lr only when the study has them.
 CURVE_METRICS: tuple[tuple[str, str], ...] = (

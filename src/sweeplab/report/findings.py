@@ -7,6 +7,9 @@ noise at this n", not "no effect". The rules for chance level and overfitting ar
 report's notes (``METHOD_NOTES``) so a reader can check them.
 """
 
+# Size: over 400 lines on purpose: one function per kind of finding, which share the phrasing
+# rules of the docstring above; splitting them would scatter those rules.
+
 from __future__ import annotations
 
 import math
@@ -17,6 +20,7 @@ from scipy import stats
 
 from .stats import ALPHA, ChanceTest, Comparison, chance_test, mean_curve, welch
 from .tables import ArmSetting, RunData, by_arm, flatten, numeric_axis
+from .numbers import pct, points, pval
 
 #: Overfitting needs the mean test accuracy to fall at least this far from its peak ...
 OVERFIT_MIN_DROP = 0.02
@@ -62,25 +66,6 @@ class Finding:
     text: str
     subjects: tuple[str, ...] = ()
     """Labels of the arm settings the finding is about (empty for study-wide statements)."""
-
-
-def pct(x: float | None, digits: int = 1) -> str:
-    """An accuracy fraction as percent: ``0.9712 -> '97.1%'``."""
-    return "-" if x is None else f"{100 * x:.{digits}f}%"
-
-
-def points(x: float | None) -> str:
-    """An accuracy difference in percentage points, signed: ``-0.031 -> '-3.1 points'``."""
-    if x is None:
-        return "-"
-    digits = 2 if abs(x) < 0.01 else 1
-    return f"{100 * x:+.{digits}f} points"
-
-
-def pval(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}" if p < 0.01 else f"p={p:.2f}"
 
 
 def describe(s: ArmSetting, digits: int = 1) -> str:

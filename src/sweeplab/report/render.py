@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import base64
 import html
-import json
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
+
+from sweeplab.vocabulary import lower_is_better
 
 from .escape import md_cell as _md_cell
 from .escape import md_text
 from .figures import Figure
-from .findings import pval
-from .stats import Summary
+from .numbers import acc_ci, acc_pm, compact, duration, fmt, outcome_text, pval, value_text, when
 from .tables import RunData
-from sweeplab.vocabulary import lower_is_better
+
+if TYPE_CHECKING:  # build imports this module when it renders; the type is only for reading
+    from .build import Report
 
 # ------------------------------------------------------------------------------------ blocks
 
@@ -63,76 +64,15 @@ class Fig:
 
 Block = Union[Heading, Para, Bullets, Table, Fig]
 
-# ------------------------------------------------------------------------------ number format
-
 
 def _f(x: float | None, pattern: str) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return pattern.format(x)
-
-
-def compact(x: float | None) -> str:
-    """``1234567 -> '1.23M'``: for parameter and FLOP counts."""
-    if x is None:
-        return "-"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= size:
-            return f"{x / size:.3g}{unit}"
-    return f"{x:.0f}"
-
-
-def acc_pm(s: Summary) -> str:
-    """Mean ± std in percent, ``'96.94 ± 0.35'``."""
-    if s.mean is None:
-        return "-"
-    return f"{100 * s.mean:.2f}" + (f" ± {100 * s.std:.2f}" if s.std is not None else "")
-
-
-def acc_ci(s: Summary) -> str:
-    """The 95% CI in percent, cut to the possible range [0, 100] (a t-interval over a few widely
-    spread seeds can pass it) as in the sweep figures; the statistics themselves are not cut."""
-    if s.ci_low is None or s.ci_high is None:
-        return "-"
-    return f"[{100 * max(s.ci_low, 0.0):.2f}, {100 * min(s.ci_high, 1.0):.2f}]"
-
-
-def outcome_text(counts: dict[str, int]) -> str:
-    order = ("completed", "diverged", "oom", "failed", "interrupted", "running", "pending")
-    return ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k)) or "-"
-
-
-def when(ts: str | None) -> str:
-    if not ts:
-        return "-"
-    try:
-        return datetime.fromisoformat(ts).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    except ValueError:
-        return ts
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
-
-
-def value_text(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, dict)):
-        return json.dumps(v, default=str)
-    return str(v)
-
+    """A table cell: ``-`` for a missing or non-finite value."""
+    return fmt(x, pattern, nonfinite="-")
 
 # ---------------------------------------------------------------------------------- document
 
 
-def document(report: Any) -> list[Block]:
+def document(report: Report) -> list[Block]:
     """The report as blocks, in reading order."""
     h = report.header
     blocks: list[Block] = [Heading(1, f"Study report: {h.name}")]
@@ -155,7 +95,7 @@ def document(report: Any) -> list[Block]:
     return blocks
 
 
-def _header(report: Any) -> list[Block]:
+def _header(report: Report) -> list[Block]:
     h = report.header
     ran = f"{when(h.started)} to {when(h.finished)}" if h.started else "not started"
     elapsed = ""
@@ -192,7 +132,7 @@ def _header(report: Any) -> list[Block]:
     return [Heading(2, "Study", "study"), Table(["", ""], rows, left=2)]
 
 
-def _comparison(report: Any) -> list[Block]:
+def _comparison(report: Report) -> list[Block]:
     h = report.header
     headers = ["#", "arm setting", "params", "FLOPs/example", "final test acc % (mean ± std)", "n",
                "95% CI", "best test acc % (epoch)", "Δ vs baseline (points)", "Welch p",
@@ -239,7 +179,7 @@ def _comparison(report: Any) -> list[Block]:
     return [Heading(2, "Comparison", "comparison"), Para(intro), Table(headers, rows, highlight, left=2)]
 
 
-def _reference(report: Any) -> list[Block]:
+def _reference(report: Report) -> list[Block]:
     rows = []
 
     def walk(node: Any, prefix: str) -> None:
@@ -256,7 +196,7 @@ def _reference(report: Any) -> list[Block]:
     return [Heading(2, "Reference numbers", "reference"), Para(text), Table(["key", "value"], rows, left=2)]
 
 
-def _per_class(report: Any) -> list[Block]:
+def _per_class(report: Report) -> list[Block]:
     blocks: list[Block] = []
     rows_src = [s for s in report.settings if s.per_class_acc]
     fig = [f for f in report.figures if f.section == "per_class"]
@@ -281,7 +221,7 @@ def _run_final(run: RunData, key: str) -> str:
     return "-" if final is None or final.get(key) is None else f"{100 * final[key]:.2f}"
 
 
-def _appendix(report: Any) -> list[Block]:
+def _appendix(report: Report) -> list[Block]:
     rows = []
     for r in report.runs:
         diff = report.config_diff(r)
@@ -334,7 +274,7 @@ def _h(text: str) -> str:
     return html.escape(str(text), quote=True)
 
 
-def render_html(report: Any) -> str:
+def render_html(report: Report) -> str:
     """The report as one self-contained HTML page."""
     parts = []
     blocks = document(report)
@@ -381,7 +321,7 @@ def _html_table(t: Table) -> str:
 # ---------------------------------------------------------------------------------- Markdown
 
 
-def render_markdown(report: Any, figures_dir: str) -> str:
+def render_markdown(report: Report, figures_dir: str) -> str:
     """The report as Markdown; figures are linked as ``figures_dir/NAME.png`` (relative)."""
     lines: list[str] = []
     for b in document(report):

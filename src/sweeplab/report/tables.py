@@ -25,11 +25,11 @@ from typing import Any
 
 from sweeplab.config import flatten
 from sweeplab.store import Store
-
-from .stats import Comparison, Summary, epochs_to_fraction, summarize, welch
+from sweeplab.store.export import study_results
 from sweeplab.vocabulary import BASELINE_ARM, lower_is_better, parse_detail
 
-#: Name of the baseline arm in stored studies (``sweeplab.study.load.BASELINE_ARM``).
+from .stats import Comparison, Summary, epochs_to_fraction, summarize, welch
+
 #: Config keys that never count as a difference between runs (they do not change results, or
 #: they are what the study varies by construction).
 IGNORED_CONFIG_KEYS = frozenset({"seed", "threads"})
@@ -161,18 +161,14 @@ class ArmSetting:
 
 def load_runs(store: Store, study: str, version: int | None = None) -> list[RunData]:
     """Every (arm, run) link of the study's default version (or ``version``) with its run's
-    record and epoch rows, in link order."""
-    records = {r.id: r for r in store.list_runs(study=study, version=version)}
-    epochs: dict[str, list[dict[str, Any]]] = {}
+    record and epoch rows, in link order (read by ``store.export.study_results``)."""
     out = []
-    for link in store.study_runs(study, version):
-        rec = records[link.run_id]
-        if link.run_id not in epochs:
-            epochs[link.run_id] = store.epochs(link.run_id)
+    for linked in study_results(store, study, version):
+        link, rec = linked.link, linked.run
         env = rec.env
         out.append(RunData(
             run_id=rec.id, arm=link.arm, label=link.label or link.arm, seed=link.seed, status=rec.status,
-            status_detail=rec.status_detail, config=rec.config, epochs=tuple(epochs[link.run_id]),
+            status_detail=rec.status_detail, config=rec.config, epochs=linked.epochs,
             epochs_planned=rec.epochs_planned, params=rec.params, flops=rec.flops,
             batch_size=rec.batch_size_used, wall_time_s=rec.wall_time_s or 0.0,
             device=env.get("device") or rec.device, env=env, data_source=rec.data_source,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,16 +61,7 @@ class _Epochs(_Base):
         now = _now()
         with self._writing() as conn:
             self._check_run(conn, run_id)
-            done = _max_epoch(conn, run_id)
-            if epoch <= done:
-                raise EpochConflictError(
-                    f"run {run_id}: epoch {epoch} is already recorded (epochs 1..{done} exist); "
-                    "is another process training this run?"
-                )
-            if epoch != done + 1:
-                raise EpochConflictError(
-                    f"run {run_id}: cannot record epoch {epoch}, the next epoch is {done + 1}"
-                )
+            _check_next_epoch(conn, run_id, epoch)
             conn.execute(
                 f"INSERT INTO epochs ({', '.join(_EPOCH_COLUMNS)})"
                 f" VALUES ({_marks(_EPOCH_COLUMNS)})",
@@ -127,3 +119,14 @@ class _Epochs(_Base):
             raise StoreError(f"run {run_id}: the {kind} checkpoint is corrupt (checksum mismatch)")
         return Checkpoint(row["epoch"], data)
 
+
+def _check_next_epoch(conn: sqlite3.Connection, run_id: str, epoch: int) -> None:
+    """Epochs come 1, 2, 3...: ``EpochConflictError`` for one that exists or one that skips ahead."""
+    done = _max_epoch(conn, run_id)
+    if epoch <= done:
+        raise EpochConflictError(
+            f"run {run_id}: epoch {epoch} is already recorded (epochs 1..{done} exist); "
+            "is another process training this run?"
+        )
+    if epoch != done + 1:
+        raise EpochConflictError(f"run {run_id}: cannot record epoch {epoch}, the next epoch is {done + 1}")

@@ -40,23 +40,7 @@ class _Studies(_Base):
         if not name:
             raise ValueError("a study needs a name")
         spec = _to_json(spec_json, "spec_json")
-        arm_list = [a if isinstance(a, Arm) else Arm(a) for a in arms]
-        arm_names = [a.name for a in arm_list]
-        if len(set(arm_names)) != len(arm_names):
-            raise ValueError(f"study {name!r}: duplicate arm names in {arm_names}")
-        arm_rows = [
-            (a.name, i, _to_json(a.override_json, f"arm {a.name!r} override_json"))
-            for i, a in enumerate(arm_list)
-        ]
-        seen: set[tuple[str, str]] = set()
-        for link in links:
-            if link.arm not in arm_names:
-                raise ValueError(f"study {name!r}: link to unknown arm {link.arm!r}")
-            if (link.arm, link.run_id) in seen:
-                raise ValueError(
-                    f"study {name!r}: run {link.run_id} linked twice to arm {link.arm!r}"
-                )
-            seen.add((link.arm, link.run_id))
+        arm_rows = _arm_rows(name, arms, links)
         now = _now()
         with self._writing() as conn:
             missing = sorted(
@@ -142,3 +126,19 @@ class _Studies(_Base):
             out.append(record)
         return out
 
+
+def _arm_rows(name: str, arms: Sequence[Arm | str], links: Sequence[Link]) -> list[tuple[str, int, str]]:
+    """The study's arm rows (name, position, override JSON), after checking that arm names are
+    unique and every link names one of them, at most once per run."""
+    arm_list = [a if isinstance(a, Arm) else Arm(a) for a in arms]
+    arm_names = [a.name for a in arm_list]
+    if len(set(arm_names)) != len(arm_names):
+        raise ValueError(f"study {name!r}: duplicate arm names in {arm_names}")
+    seen: set[tuple[str, str]] = set()
+    for link in links:
+        if link.arm not in arm_names:
+            raise ValueError(f"study {name!r}: link to unknown arm {link.arm!r}")
+        if (link.arm, link.run_id) in seen:
+            raise ValueError(f"study {name!r}: run {link.run_id} linked twice to arm {link.arm!r}")
+        seen.add((link.arm, link.run_id))
+    return [(a.name, i, _to_json(a.override_json, f"arm {a.name!r} override_json")) for i, a in enumerate(arm_list)]

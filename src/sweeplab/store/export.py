@@ -1,43 +1,75 @@
-"""A study's results as flat rows: one per run-epoch and one per run, for CSV, JSON and DataFrames.
+"""A study's results read back: every (arm, run) link with its run's record and epoch rows.
 
-The one reader of a study's stored results for exports: ``sweeplab export`` and the Python API
-(``sweeplab.epochs`` / ``sweeplab.runs``) both call :func:`export_tables`.
+The one reader of a study's stored results: the report (``report.tables.load_runs``), ``sweeplab
+export`` and the Python API (``sweeplab.epochs`` / ``sweeplab.runs``) all start from
+:func:`study_results`; :func:`export_tables` flattens it into rows for CSV, JSON and DataFrames.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from sweeplab.config.load import flatten
+from sweeplab.store.records import RunRecord, StudyRunRecord
 
+if TYPE_CHECKING:
+    from sweeplab.store.store import Store
 
 #: Epoch-row keys that are not per-epoch scalars (exported separately or not at all).
 _NON_SCALAR = ("test_confusion",)
 
 
-def export_tables(store, study: str, version: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(epoch rows, run rows) of a study's default version (or ``version``), flat, ready for CSV or JSON."""
-    runs = {r.id: r for r in store.list_runs(study=study, version=version)}
-    epochs = []
-    for row in store.all_epochs(study, version):
-        flat = {k: row.get(k) for k in ("study", "arm", "label", "seed", "run_id", "status", "epoch")}
-        for k, v in row.items():
-            if k in flat or k in _NON_SCALAR:
-                continue
-            if k == "test_per_class_acc" and isinstance(v, list):
-                flat.update({f"test_acc_class{i}": a for i, a in enumerate(v)})
-            elif not isinstance(v, (list, dict)):
-                flat[k] = v
-        epochs.append(flat)
-    run_rows = []
+@dataclass(frozen=True)
+class LinkedRun:
+    """One link of a study (arm, label, seed) with its run's record and epoch rows."""
+
+    link: StudyRunRecord
+    run: RunRecord
+    epochs: tuple[dict[str, Any], ...]
+
+
+def study_results(store: Store, study: str, version: int | None = None) -> list[LinkedRun]:
+    """Every link of the study's default version (or ``version``) in study order; a run shared by
+    two arms is read once and appears under both."""
+    records = {r.id: r for r in store.list_runs(study=study, version=version)}
+    epochs: dict[str, tuple[dict[str, Any], ...]] = {}
+    out = []
     for link in store.study_runs(study, version):
-        r = runs[link.run_id]
-        row = {"study": study, "arm": link.arm, "label": link.label, "seed": link.seed, "run_id": r.id,
-               "status": r.status, "status_detail": r.status_detail, "epochs_done": link.epochs_done,
-               "params": r.params, "flops": r.flops, "batch_size_used": r.batch_size_used,
-               "wall_time_s": r.wall_time_s, "data_source": r.data_source, "data_checksum": r.data_checksum}
-        row.update({f"config.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
-                    for k, v in flatten(r.config).items()})
-        run_rows.append(row)
-    return epochs, run_rows
+        if link.run_id not in epochs:
+            epochs[link.run_id] = tuple(store.epochs(link.run_id))
+        out.append(LinkedRun(link, records[link.run_id], epochs[link.run_id]))
+    return out
+
+
+def _epoch_row(study: str, linked: LinkedRun, row: dict[str, Any]) -> dict[str, Any]:
+    link = linked.link
+    flat = {"study": study, "arm": link.arm, "label": link.label, "seed": link.seed, "run_id": linked.run.id,
+            "status": linked.run.status, "epoch": row.get("epoch")}
+    for k, v in row.items():
+        if k in flat or k in _NON_SCALAR:
+            continue
+        if k == "test_per_class_acc" and isinstance(v, list):
+            flat.update({f"test_acc_class{i}": a for i, a in enumerate(v)})
+        elif not isinstance(v, (list, dict)):
+            flat[k] = v
+    return flat
+
+
+def _run_row(study: str, linked: LinkedRun) -> dict[str, Any]:
+    link, r = linked.link, linked.run
+    row = {"study": study, "arm": link.arm, "label": link.label, "seed": link.seed, "run_id": r.id,
+           "status": r.status, "status_detail": r.status_detail, "epochs_done": link.epochs_done,
+           "params": r.params, "flops": r.flops, "batch_size_used": r.batch_size_used,
+           "wall_time_s": r.wall_time_s, "data_source": r.data_source, "data_checksum": r.data_checksum}
+    row.update({f"config.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
+                for k, v in flatten(r.config).items()})
+    return row
+
+
+def export_tables(store: Store, study: str, version: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(epoch rows, run rows) of a study's default version (or ``version``), flat, ready for CSV or JSON."""
+    linked = study_results(store, study, version)
+    epochs = [_epoch_row(study, lr, row) for lr in linked for row in lr.epochs]
+    return epochs, [_run_row(study, lr) for lr in linked]

@@ -90,6 +90,12 @@ def save_version(
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(name, version, *link, i) for i, link in enumerate(link_rows)],
     )
+    _point_at_default(conn, name, now)
+    return version, created
+
+
+def _point_at_default(conn: sqlite3.Connection, name: str, now: str) -> None:
+    """Copy the default version's description, spec and metric into the ``studies`` row."""
     default = conn.execute(
         "SELECT description, spec_json, metric FROM study_versions WHERE study = ? "
         + _DEFAULT_FIRST + " LIMIT 1",
@@ -100,7 +106,6 @@ def save_version(
         " WHERE name = ?",
         (default[0], default[1], default[2], now, name),
     )
-    return version, created
 
 
 def resolve(conn: sqlite3.Connection, name: str, version: int | None) -> int:

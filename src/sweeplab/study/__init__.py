@@ -7,7 +7,9 @@ each distinct run once. See ``sweeplab.study.load`` for the file format's rules 
 which command-line overrides apply.
 """
 
-from .load import METRICS, load_study, parse_study, study_from_dict
+from sweeplab.vocabulary import METRICS
+
+from .load import load_study, parse_study, study_from_dict
 from .spec import ArmSpec, RunSpec, StudySpec
 
 __all__ = ["METRICS", "ArmSpec", "RunSpec", "StudySpec", "load_study", "parse_study", "study_from_dict"]

@@ -1,0 +1,126 @@
+"""The ``[study]`` table (name, description, seeds, metric, baseline switch, reference) and the
+command-line overrides a run adds on top of the file (``--set``, ``--seeds``, ``--epochs``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sweeplab.config import parse_set
+from sweeplab.config.schema import MAX_SEED  # seeds go to torch, numpy and random: 0 <= seed < 2**32
+from sweeplab.errors import ConfigError
+from sweeplab.vocabulary import METRICS
+
+from . import limits
+
+#: Keys of the ``[study]`` table.
+STUDY_KEYS = ("name", "description", "seeds", "metric", "include_baseline", "reference")
+#: Run-config keys the study sets itself, with where to set them instead.
+RESERVED = {
+    "seed": "the seed of each run comes from [study] seeds (or --seeds N); remove it here",
+    "best_metric": "every run's best_metric is the study's metric; set [study] metric instead",
+}
+
+
+# -- [study] ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Settings:
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    metric: str
+    include_baseline: bool
+    reference: dict[str, Any]
+
+
+def _is_int(value: Any) -> bool:
+    # TOML `true` arrives as a bool, which Python counts as an int; it is never a seed.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _study_settings(table: Any) -> _Settings:
+    if table is None:
+        raise ConfigError("missing [study] table (it needs at least name = \"...\")")
+    if not isinstance(table, dict):
+        raise ConfigError("must be a table: [study]", path="study")
+    for key in table:
+        if key not in STUDY_KEYS:
+            raise ConfigError(f"unknown key (allowed: {', '.join(STUDY_KEYS)})", path=f"study.{key}")
+
+    name = table.get("name")
+    if name is None:
+        raise ConfigError("missing: every study needs a name", path="study.name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"must be a non-empty string (got {name!r})", path="study.name")
+    limits.check_name(name, "study.name")
+    description = table.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"must be a string (got {description!r})", path="study.description")
+    limits.check_description(description, "study.description")
+    metric = table.get("metric", "test_acc")
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r} (allowed: {', '.join(METRICS)})", path="study.metric")
+    include_baseline = table.get("include_baseline", True)
+    if not isinstance(include_baseline, bool):
+        raise ConfigError(f"must be true or false (got {include_baseline!r})", path="study.include_baseline")
+    reference = table.get("reference", {})
+    if not isinstance(reference, dict):
+        raise ConfigError(f"must be a table (got {reference!r})", path="study.reference")
+    return _Settings(name.strip(), description, _seed_list(table.get("seeds", 1)), metric, include_baseline,
+                     reference)
+
+
+def _seed_list(value: Any) -> tuple[int, ...]:
+    where = "study.seeds"
+    if _is_int(value):
+        if value < 1:
+            raise ConfigError(f"must be >= 1 (got {value}); seeds = N means seeds 0..N-1", path=where)
+        limits.check_seed_count(value, where)
+        return tuple(range(value))
+    if not isinstance(value, list):
+        raise ConfigError(f"must be a count (seeds = 3) or a list of seeds (seeds = [0, 1, 2]), got {value!r}",
+                          path=where)
+    if not value:
+        raise ConfigError("empty seed list: give at least one seed", path=where)
+    limits.check_seed_count(len(value), where)
+    for s in value:
+        if not _is_int(s) or not 0 <= s <= MAX_SEED:
+            raise ConfigError(f"seeds must be integers in [0, 2**32 - 1] (got {s!r})", path=where)
+    dups = sorted({s for s in value if value.count(s) > 1})
+    if dups:
+        raise ConfigError(f"duplicate seeds {dups}: each seed would be the same run", path=where)
+    return tuple(value)
+
+
+# -- command-line overrides -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Cli:
+    tree: dict[str, Any]
+    """--set items as a nested dict, plus epochs when --epochs is given."""
+    record: dict[str, Any]
+    """What was given, for StudySpec.cli_overrides."""
+    context: str
+    """Appended to errors they cause: " (with command-line overrides --set a=1 --epochs 2)"."""
+
+
+def _cli_overrides(overrides: list[str] | None, seeds: int | None, epochs: int | None) -> _Cli:
+    tree = parse_set(overrides)
+    for key, why in RESERVED.items():
+        if key in tree:
+            raise ConfigError(why, path=f"--set {key}")
+    for flag, value in (("--seeds", seeds), ("--epochs", epochs)):
+        if value is not None and (not _is_int(value) or value < 1):
+            raise ConfigError(f"must be an integer >= 1 (got {value!r})", path=flag)
+    if epochs is not None:
+        tree["epochs"] = epochs  # after --set: the dedicated flag wins over --set epochs=...
+    record: dict[str, Any] = {}
+    if overrides:
+        record["set"] = list(overrides)
+    if seeds is not None:
+        record["seeds"] = seeds
+    if epochs is not None:
+        record["epochs"] = epochs
+    # --seeds never makes a config invalid, so errors do not mention it.
+    shown = [f"--set {item}" for item in overrides or []] + ([f"--epochs {epochs}"] if epochs is not None else [])
+    context = f" (with command-line overrides {' '.join(shown)})" if shown else ""
+    return _Cli(tree, record, context)
