@@ -94,3 +94,17 @@ def test_notebook_model_falls_back_to_one_worker_and_says_so(tmp_path, registry)
         return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
 
     assert {r.run_id for r in sl.load_study(study).runs}.isdisjoint(ids)
+
+
+def test_a_script_without_a_main_guard_trains_in_process_and_says_so(tmp_path):
+    # spawned workers re-run a script's top level: without the guard each would start the study again
+    script = tmp_path / "sweep.py"
+    script.write_text(
+        "import sweeplab as sl\n"
+        "study = {'study': {'name': 'unguarded', 'seeds': 2}, 'baseline': {'epochs': 1, 'device': 'cpu',\n"
+        "         'data': {'dataset': 'digits', 'train_subset': 200}, 'model': {'name': 'linear'}}}\n"
+        "print(list(sl.run(study, out='out', workers=2, progress=False)['status']))\n")
+    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "['completed', 'completed']"
+    assert "no `if __name__ == \"__main__\":` guard" in r.stderr and r.stdout.count("completed") == 2

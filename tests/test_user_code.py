@@ -132,8 +132,9 @@ def test_show_code_prints_the_code_a_run_trained_with(stored, capsys):
 def test_identity_follows_the_code_the_run_uses(tmp_path):
     study = write(tmp_path)
     ids = {r.arm: r.run_id for r in load_study(study).runs}
-    # a comment or blank lines: the same runs
-    (tmp_path / "nets.py").write_text("# my networks\n\n" + NETS.replace("    def forward", "\n    def forward"))
+    # a comment, a docstring or blank lines: the same runs
+    (tmp_path / "nets.py").write_text("# my networks\n\n" + NETS.replace("    def forward", "\n    def forward")
+                                      .replace("the student's own", "written for the course"))
     assert {r.arm: r.run_id for r in load_study(study).runs} == ids
     # CoolNet edited: its run is new, boring's is not
     (tmp_path / "nets.py").write_text(NETS.replace("torch.relu", "torch.tanh"))
@@ -170,19 +171,30 @@ BAD_CODE = {
     "import error": ("import torchh\n" + NETS, "nets.py:CoolNet", ["nets.py:1: ModuleNotFoundError:", "torchh"]),
     "name not in the file": (NETS, "nets.py:CoolNett", ["nets.py has no 'CoolNett'", "CoolNet, boring"]),
     "not a model": (NETS + "\nclass Helper:\n    pass\n", "nets.py:Helper", ["not an nn.Module"]),
-    "not callable": (NETS + "\nWIDTH = 3\n", "nets.py:WIDTH", ["is a int", "nn.Module class or a function"]),
+    "not callable": (NETS + "\nWIDTH = 3\n", "nets.py:WIDTH", ["is an int", "nn.Module class or a function"]),
     "build fails": (NETS.replace("super().__init__()", "super().__init__()\n        assert width < 4, 'too wide'"),
                     "nets.py:CoolNet", ["building nets.py:CoolNet", "AssertionError: too wide"]),
     "forward fails on the shape": (NETS.replace("// 2) * (input_shape[2] // 2)", "// 4) * (input_shape[2] // 4)"),
                                    "nets.py:CoolNet",
-                                   ["nets.py:CoolNet on input (1, 8, 8):", "mat1 and mat2 shapes cannot be multiplied"]),
+                                   ["baseline.model.name: nets.py:CoolNet on input (1, 8, 8):",
+                                    "mat1 and mat2 shapes cannot be multiplied"]),
     "wrong output shape": (NETS.replace("return self.fc1(x.flatten(1)) * SCALE", "return x"), "nets.py:CoolNet",
                            ["returns shape (2, 8, 4, 4)", "(batch, classes) = (2, 10)"]),
-    "not a module returned": (NETS + "\ndef maker():\n    return 3\n", "nets.py:maker", ["returned a int, not an nn.Module"]),
+    "not a module returned": (NETS + "\ndef maker():\n    return 3\n", "nets.py:maker", ["returned an int, not an nn.Module"]),
     "built-in name taken": ("import sweeplab\n" + NETS + "\n@sweeplab.register_model('mlp')\ndef mine():\n"
                             "    return None\n", "nets.py:CoolNet", ["'mlp' is a built-in model"]),
     "option without a default": (NETS.replace("width=8", "width"), "nets.py:CoolNet",
                                  ["parameter 'width' needs a default"]),
+    # found by an adversarial pass: an exit is a failure, emoji codes stay text, logits are floats
+    "sys.exit at import": ("import sys\nsys.exit(0)\n" + NETS, "nets.py:CoolNet", ["nets.py:2: SystemExit: 0"]),
+    "sys.exit in forward": (NETS.replace("    def forward(self, x):\n", "    def forward(self, x):\n        raise SystemExit(3)\n"),
+                            "nets.py:CoolNet", ["baseline.model.name: nets.py:CoolNet on input (1, 8, 8): SystemExit: 3"]),
+    "integer logits": (NETS.replace("return self.fc1(x.flatten(1)) * SCALE", "return (self.fc1(x.flatten(1)) * SCALE).long()"),
+                       "nets.py:CoolNet", ["returns torch.int64 logits", "float logits"]),
+    "a name like an emoji code": (NETS + "\nclass M(nn.Module):\n    def __init__(self, depth):\n        super().__init__()\n",
+                                  "nets.py:M", ["nets.py:M: parameter 'depth' needs a default"]),
+    "sibling import": ("import my_layers\n" + NETS, "nets.py:CoolNet",
+                       ["nets.py:1: ModuleNotFoundError:", "copy what it uses from my_layers.py into nets.py"]),
 }
 
 
@@ -223,6 +235,11 @@ def short():
 def out_of_range():
     x = np.zeros((10, 4), dtype=np.float32)
     return x, np.arange(10), x, np.arange(10), ["a", "b"]
+
+
+def empty():
+    x = np.zeros((0, 4), dtype=np.float32)
+    return x, np.zeros(0, dtype=np.int64), x, np.zeros(0, dtype=np.int64)
 '''
 
 
@@ -306,3 +323,36 @@ def test_register_model_refuses_built_in_names_and_bad_kinds():
         register_model("resnet20")
     with pytest.raises(ConfigError, match="inputs='pixels'"):
         register_model("mine", inputs="pixels")
+
+
+def test_dry_run_refuses_what_run_would_refuse(stored, capsys):
+    study, out, before = stored
+    (study.parent / "nets.py").write_text(BAD_CODE["forward fails on the shape"][0])
+    err = run_bad(capsys, study, out, "--dry-run")
+    assert "mat1 and mat2 shapes cannot be multiplied" in err
+    assert dump(out / "sweeplab.db") == before
+
+
+def test_an_exit_while_training_fails_that_run_and_the_study_goes_on(tmp_path, capsys):
+    # preflight runs the model in eval mode, so this one passes it and exits in its first training step
+    nets = NETS.replace("    def forward(self, x):\n", "    def forward(self, x):\n        if self.training:\n"
+                        "            raise SystemExit(3)\n")
+    study = write(tmp_path, nets=nets)
+    out = tmp_path / "out"
+    main(["run", str(study), "--out", str(out), "--workers", "1"])
+    with Store(out / "sweeplab.db", readonly=True) as store:
+        runs = {r.config["model"]["name"]: r for r in store.list_runs(study="own")}
+    assert runs["nets.py:CoolNet"].status == "failed" and runs["nets.py:CoolNet"].status_detail == "SystemExit: 3"
+    assert runs["nets.py:boring"].status == "completed"
+
+
+def test_empty_data_is_refused_in_one_line(tmp_path, capsys):
+    err = run_bad(capsys, data_study(tmp_path, "empty"), tmp_path / "out")
+    assert "mydata.py:empty(): x_train is empty" in err, err
+
+
+def test_register_model_used_as_a_function_says_how_to_call_it():
+    from sweeplab import register_model
+
+    with pytest.raises(ConfigError, match="is a decorator"):
+        register_model("mine", lambda num_classes: None)

@@ -15,6 +15,9 @@ store, resume each other's runs and report the same outcomes::
 
 from __future__ import annotations
 
+import ast
+import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +68,10 @@ def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, thr
     from sweeplab.study.execute import prepare_study, run_study
 
     spec = load_study(study)
+    if workers != 1 and _script_without_main_guard():
+        warnings.warn("this script has no `if __name__ == \"__main__\":` guard, so worker processes (which "
+                      "re-run its top level) cannot start: training in one in-process worker", stacklevel=2)
+        workers = 1
     db = store_path(out)
     db.parent.mkdir(parents=True, exist_ok=True)
     plan = prepare_study(spec, db, data_dir)
@@ -74,6 +81,20 @@ def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, thr
               f"{len(plan.todo)} to train) -> {db}")
     run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir, on_event=on_event)
     return runs(spec, out, version=plan.version)
+
+
+def _script_without_main_guard() -> bool:
+    """True when ``__main__`` is a script file whose top level has no ``if __name__ ==
+    "__main__":``: a spawned worker re-runs that top level, starting the study again in itself."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or not str(path).endswith(".py"):
+        return False  # a notebook, `python -c`, an interactive session
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return False
+    guards = (ast.unparse(n.test) for n in tree.body if isinstance(n, ast.If))
+    return not any("__name__" in g and "__main__" in g for g in guards)
 
 
 class _RunLines:

@@ -12,8 +12,9 @@ from rich.table import Table
 from sweeplab.config import flatten
 from sweeplab.report.numbers import fmt
 
-console = Console()
-err_console = Console(stderr=True)
+# emoji=False: ":M:" in "nets.py:M:" is text, not an emoji code.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 #: (row key, column title, format) of the per-epoch table, in display order.
 EPOCH_COLUMNS = [

@@ -46,7 +46,7 @@ def run_cmd(
     spec = _load_for_run(study, set_, seeds, epochs, smoke)
     db = store_path(out)
     if dry_run:
-        _print_dry_run(spec, db)
+        _print_dry_run(spec, db, data_dir)
         return
     if tensorboard:
         _check_tensorboard()
@@ -85,9 +85,11 @@ def _load_for_run(study: str, set_: list[str] | None, seeds: int | None, epochs:
     return spec
 
 
-def _print_dry_run(spec, db: Path) -> None:
-    from sweeplab.study.execute import plan_study
+def _print_dry_run(spec, db: Path, data_dir: Path | None) -> None:
+    from sweeplab.study.execute import plan_study, user_code_checks
+    from sweeplab.train.preflight import preflight
 
+    preflight(user_code_checks(spec), data_dir)  # what `run` would refuse, a dry run refuses too
     store = Store(db, readonly=True) if db.exists() else None
     try:
         plan = plan_study(spec, store)

@@ -51,6 +51,9 @@ def load_npz(path: Path, key: str = "data.path") -> Dataset:
 def from_arrays(arrays: dict[str, np.ndarray], classes: list[str] | None, *, name: str, what: str, key: str,
                 source: str, checksum: str) -> Dataset:
     """A :class:`Dataset` from Keras-layout arrays (see the module docstring); errors name ``what``."""
+    for split in ("x_train", "x_test"):
+        if len(arrays[split]) == 0:
+            raise DataError(f"{what}: {split} is empty (0 examples)", path=key)
     kind, x_train = _inputs(arrays["x_train"], f"{what}: x_train", key)
     kind_test, x_test = _inputs(arrays["x_test"], f"{what}: x_test", key)
     if kind_test != kind or x_test.shape[1:] != x_train.shape[1:]:

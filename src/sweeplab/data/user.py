@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..usercode import load_attribute, parse_ref
+from ..usercode import an, load_attribute, parse_ref
 from .npz import REQUIRED, from_arrays
 from .types import Dataset
 
@@ -65,11 +65,12 @@ def load_user_data(dataset: str, code: Mapping[str, Any]) -> Dataset:
     assert ref is not None
     fn = load_attribute(ref, code, KEY)
     if not callable(fn):
-        raise ConfigError(f"{dataset} is a {type(fn).__name__}, not a function returning arrays", path=KEY)
+        raise ConfigError(f"{dataset} is {an(type(fn).__name__)}, not a function returning arrays", path=KEY)
     try:
         result = fn()
-    except Exception as e:  # noqa: BLE001 - the user's function: one line naming it
-        raise DataError(f"{dataset}() failed: {type(e).__name__}: {e}", path=KEY) from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's function: one line naming it
+        detail = f"SystemExit: {e.code}" if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
+        raise DataError(f"{dataset}() failed: {detail}", path=KEY) from None
     arrays, classes = _arrays(result, dataset)
     return from_arrays(arrays, classes, name=ref[1], what=f"{dataset}()", key=KEY,
                        source=f"{dataset} (sha256 {code[ref[0]].sha256[:12]})", checksum=_checksum(arrays))

@@ -55,7 +55,10 @@ def register_model(name: str, inputs: InputKind = "any", description: str | None
     """
     from .user import make_entry, source_hash
 
-    if parse_ref(name) is not None or ":" in name or not name.strip():
+    if callable(inputs) or callable(description):
+        raise ConfigError("register_model(name) is a decorator: write @register_model(name) above the class, "
+                          "or register_model(name)(builder)")
+    if not isinstance(name, str) or parse_ref(name) is not None or ":" in name or not name.strip():
         raise ConfigError(f"register_model: {name!r} is not a model name (use letters, digits, _ and -)")
     if name in MODELS and not MODELS[name].local:
         raise ConfigError(f"register_model: {name!r} is a built-in model; choose another name")

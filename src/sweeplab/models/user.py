@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from sweeplab.errors import ConfigError
-from sweeplab.usercode import load_attribute, parse_ref
+from sweeplab.usercode import an, load_attribute, parse_ref
 
 from .entry import COMMON_OPTIONS, InputKind, ModelEntry, _default
 
@@ -25,7 +25,7 @@ _SKIP = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def _describe(obj: Any) -> str:
-    doc = inspect.getdoc(obj) or ""
+    doc = inspect.cleandoc(obj.__doc__) if isinstance(obj.__doc__, str) else ""  # its own, not nn.Module's
     return doc.splitlines()[0] if doc else f"{getattr(obj, '__qualname__', obj)} (user code)"
 
 
@@ -54,7 +54,7 @@ def make_entry(obj: Any, name: str, inputs: InputKind = "any", *, local: bool = 
                source_sha256: str | None = None) -> ModelEntry:
     """A registry entry for the user's ``obj``: an ``nn.Module`` subclass or a function."""
     if not (inspect.isclass(obj) and issubclass(obj, nn.Module)) and not inspect.isroutine(obj):
-        what = "a class that is not an nn.Module" if inspect.isclass(obj) else f"a {type(obj).__name__}"
+        what = "a class that is not an nn.Module" if inspect.isclass(obj) else an(type(obj).__name__)
         raise ConfigError(f"{name} is {what}; a model is an nn.Module class or a function that returns one",
                           path="model.name")
     options, wants = _options(obj, name)
@@ -66,10 +66,11 @@ def make_entry(obj: Any, name: str, inputs: InputKind = "any", *, local: bool = 
             model = obj(**{k: given[k] for k in wants}, **kwargs)
         except ConfigError:
             raise
-        except Exception as e:  # noqa: BLE001 - the user's constructor: one line, naming model and options
-            raise ConfigError(f"building {name}({shown}) failed: {type(e).__name__}: {e}", path="model.name") from None
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's constructor: one line, naming model and options
+            detail = f"SystemExit: {e.code}" if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
+            raise ConfigError(f"building {name}({shown}) failed: {detail}", path="model.name") from None
         if not isinstance(model, nn.Module):
-            raise ConfigError(f"{name}({shown}) returned a {type(model).__name__}, not an nn.Module",
+            raise ConfigError(f"{name}({shown}) returned {an(type(model).__name__)}, not an nn.Module",
                               path="model.name")
         return model
 

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sweeplab.executor import Executor, Task, TaskCrashed, Terminated, default_workers, make_executor
+from sweeplab.config import RunConfig
 from sweeplab.errors import StoreError
+from sweeplab.executor import Executor, Task, TaskCrashed, Terminated, default_workers, make_executor
 from sweeplab.models import is_local
 from sweeplab.store import Arm, Link, Store
 from sweeplab.train.loop import record_run
 from sweeplab.train.preflight import preflight
-from sweeplab.vocabulary import FINAL_STATUSES
 from sweeplab.train.task import RunTask, run_task
+from sweeplab.vocabulary import BASELINE_ARM, FINAL_STATUSES
 
 from .sharing import TAKE_OVER, held_elsewhere, wait_for_others
 from .spec import RunSpec, StudySpec
@@ -79,10 +80,15 @@ def plan_study(spec: StudySpec, store: Store | None) -> StudyPlan:
     return plan
 
 
+def user_code_checks(spec: StudySpec) -> list[tuple[str, RunConfig]]:
+    """(where, config) of each run, for :func:`preflight` errors that name the arm."""
+    return [("baseline" if r.arm == BASELINE_ARM else f"arm {r.arm!r}", r.config) for r in spec.unique_runs()]
+
+
 def prepare_study(spec: StudySpec, store_path: str | Path, data_dir: str | Path | None = None) -> StudyPlan:
     """Check the user's own models on their data (before anything is stored), mark runs left
     ``running`` by dead processes, record the study, and plan what is left."""
-    preflight((r.config for r in spec.unique_runs()), data_dir)
+    preflight(user_code_checks(spec), data_dir)
     with Store(store_path) as store:
         store.reset_stale_running()
         version, versions, new = record_study(spec, store)

@@ -123,6 +123,8 @@ class _Training:
             raise
         except Exception as err:  # noqa: BLE001 - any other error of a run is that run's outcome
             status, detail = self._failure(err)
+        except SystemExit as err:  # sys.exit() in the user's code ends this run, not the study
+            status, detail = "failed", f"SystemExit: {err.code}"
         self.store.set_status(self.run_id, status, detail, owner=self.worker, add_wall_time_s=self._unaccounted())
         result = RunResult(self.run_id, status, detail, self.store.epochs(self.run_id),
                            resumed_from=self.start_epoch - 1)

@@ -17,7 +17,7 @@ import torch
 
 from sweeplab.config import RunConfig
 from sweeplab.data import Dataset
-from sweeplab.errors import ConfigError
+from sweeplab.errors import ConfigError, SweeplabError
 from sweeplab.models import is_local
 
 #: Examples in the dry batch (2: BatchNorm in eval mode, and a batch dimension that is not 1).
@@ -47,25 +47,32 @@ def check_forward(model: torch.nn.Module, ds: Dataset, name: str) -> None:
             out = model(x)
     except ConfigError:
         raise
-    except Exception as e:  # noqa: BLE001 - the user's forward: one line with its own message
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's forward: one line with its own message
+        msg = f"SystemExit: {e.code}" if isinstance(e, SystemExit) else (
+            str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
         raise ConfigError(f"{where}: {msg}", path="model.name") from None
     finally:
         model.train(was_training)
     want = (len(x), ds.num_classes)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
-        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
-        raise ConfigError(f"{where} returns {got}; it must return (batch, classes) = {want} logits",
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != want or not out.is_floating_point():
+        got = (f"{out.dtype} logits" if isinstance(out, torch.Tensor) and tuple(out.shape) == want else
+               f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}")
+        raise ConfigError(f"{where} returns {got}; it must return (batch, classes) = {want} float logits",
                           path="model.name")
 
 
-def preflight(configs: Iterable[RunConfig], data_dir: str | Path | None = None) -> int:
-    """Check every distinct user model of ``configs`` on its dataset; returns how many were built."""
+def preflight(configs: Iterable[RunConfig | tuple[str, RunConfig]], data_dir: str | Path | None = None) -> int:
+    """Check every distinct user model of ``configs`` on its dataset; returns how many were built.
+
+    An item may be ``(where, config)``: errors then name where the config comes from
+    (``arm 'wide'.model.name``), as the study file's own errors do.
+    """
     from .setup import make_model
     from .task import dataset_for
 
     seen: set[str] = set()
-    for cfg in configs:
+    for item in configs:
+        where, cfg = item if isinstance(item, tuple) else ("", item)
         if not uses_user_code(cfg):
             continue
         key = json.dumps([cfg.model.model_dump(mode="json"), cfg.data.model_dump(mode="json"),
@@ -73,6 +80,11 @@ def preflight(configs: Iterable[RunConfig], data_dir: str | Path | None = None) 
         if key in seen:
             continue
         seen.add(key)
-        ds = dataset_for(cfg, data_dir)
-        check_forward(make_model(cfg, ds), ds, cfg.model.name)
+        try:
+            ds = dataset_for(cfg, data_dir)
+            check_forward(make_model(cfg, ds), ds, cfg.model.name)
+        except SweeplabError as e:
+            if not where or not e.path:
+                raise
+            raise type(e)(e.message, path=f"{where}.{e.path}") from None
     return len(seen)

@@ -10,6 +10,6 @@ the file and line.
 """
 
 from .files import attach_code, code_file, parse_ref, ref_key
-from .modules import load_attribute, load_module
+from .modules import an, failure_line, load_attribute, load_module
 
-__all__ = ["attach_code", "code_file", "load_attribute", "load_module", "parse_ref", "ref_key"]
+__all__ = ["an", "attach_code", "code_file", "failure_line", "load_attribute", "load_module", "parse_ref", "ref_key"]

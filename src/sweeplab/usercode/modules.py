@@ -30,6 +30,23 @@ def _line_in(exc: BaseException, path: str) -> int | None:
     return line
 
 
+def failure_line(e: BaseException, path: str) -> str:
+    """``nets.py:12: ValueError: ...``: an exception of the user's code, at its deepest line in
+    ``path``; ``sys.exit()`` shows as ``SystemExit: 0`` (an exit is a failure here, not a quit)."""
+    line = _line_in(e, path)
+    where = f"{path}:{line}" if line else path
+    text = f"{where}: {type(e).__name__}: {e.code if isinstance(e, SystemExit) else e}"
+    if isinstance(e, ModuleNotFoundError) and e.name and "." not in e.name:
+        text += (f" (a code file travels alone: copy what it uses from {e.name}.py into {path}, or install "
+                 "it as a package)")
+    return text
+
+
+def an(kind: str) -> str:
+    """``"a list"``, ``"an int"``: the type name of a wrong value with its article."""
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+
+
 def load_module(path: str, file: Any) -> types.ModuleType:
     """Execute the ``CodeFile`` ``file`` (recorded under ``path``) as a module; cached by hash.
 
@@ -52,11 +69,9 @@ def load_module(path: str, file: Any) -> types.ModuleType:
     sys.modules[name] = module  # dataclasses, pickle and typing look modules up by name
     try:
         exec(compiled, module.__dict__)  # noqa: S102 - running the user's own code is the point
-    except Exception as e:  # noqa: BLE001 - any failure of the user's module is reported, one line
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - any failure of the user's module is one line
         del sys.modules[name]
-        line = _line_in(e, path)
-        where = f"{path}:{line}" if line else path
-        raise ConfigError(f"{where}: {type(e).__name__}: {e}") from None
+        raise ConfigError(failure_line(e, path)) from None
     _MODULES[sha] = module
     return module
 
