@@ -114,3 +114,10 @@ def test_every_package_imports_alone():
     failed = {p: proc.communicate(timeout=300)[1].strip().splitlines()[-1:] for p, proc in procs.items()
               if proc.wait(timeout=300) != 0}
     assert not failed, failed
+
+
+def test_the_cli_starts_without_torch():
+    # `sweeplab status` or `export` must not pay torch's import; commands that train import it themselves
+    code = "import sys, sweeplab.cli.main; print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

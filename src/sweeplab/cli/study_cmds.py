@@ -17,12 +17,19 @@ from rich.table import Table
 
 from sweeplab.errors import ConfigError, StoreError, SweeplabError
 from sweeplab.store import Store
-from sweeplab.study.bundled import find_study_file as resolve_study_file
 from sweeplab.vocabulary import FINAL_STATUSES
 
 from .app import DataDirOpt, OutOpt, SetOpt, VersionOpt, app, pick_study, store_path
 from .display import console, err_console, fmt
 from .live import LiveDisplay
+
+
+def resolve_study_file(study: str) -> Path:
+    """A study file, or the file of a bundled study of that name (imported here: the study package
+    loads torch, and a command that does not need it should start fast)."""
+    from sweeplab.study.bundled import find_study_file
+
+    return find_study_file(study)
 
 
 @app.command("run")

@@ -9,11 +9,27 @@ Modules: ``tables`` (store -> runs -> arm settings), ``stats`` (summaries and te
 ``findings`` (sentences), ``figures`` (matplotlib), ``render`` (HTML/Markdown), ``build``.
 """
 
-from .build import FORMATS, Report, build_report, parse_formats, save_report, write_report
-from .figures import Figure
-from .findings import Finding
-from .stats import ALPHA, ChanceTest, Comparison, Summary, chance_test, summarize, welch
-from .tables import ArmSetting, Header, RunData
+import importlib
+from typing import Any
+
+#: Public names -> the module defining them, loaded on first use: ``report.numbers`` and
+#: ``report.paths`` (which the CLI needs at start) must not pull in matplotlib and scipy.
+_NAMES = {
+    **dict.fromkeys(("FORMATS", "Report", "build_report", "parse_formats", "save_report", "write_report"), "build"),
+    "Figure": "figures",
+    "Finding": "findings",
+    **dict.fromkeys(("ALPHA", "ChanceTest", "Comparison", "Summary", "chance_test", "summarize", "welch"), "stats"),
+    **dict.fromkeys(("ArmSetting", "Header", "RunData"), "tables"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ALPHA",
