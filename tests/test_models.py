@@ -341,3 +341,53 @@ def test_summary_has_no_side_effects() -> None:
     assert model.training and all(m.training for m in model.modules())
     assert torch.equal(model.layers[2].running_mean, torch.zeros(110))  # BN stats untouched
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+# -- issue 15: FLOPs without FlopCounterMode's start-up, the same numbers -----------------------------
+
+#: Models whose forward the fast counter must handle itself (convolutions, linear layers, matmuls).
+FAST_COUNTED = {"linear", "mlp", "tutorial_cnn", "simple_cnn", "vgg", "resnet20", "resnet32", "resnet44",
+                "resnet56", "resnet110"}
+
+
+def _both_counts(model, x):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sweeplab.models.flops import count_flops
+    from sweeplab.models.summary import _native_kernels
+
+    model.eval()
+    with torch.no_grad(), _native_kernels():
+        fast = count_flops(model, x)
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+    return fast, counter.get_total_flops()
+
+
+@pytest.mark.parametrize("name,options,shape", [
+    *[(n, {}, {"image": (3, 32, 32), "any": (64,), "tokens": (10,)}[MODELS[n].inputs]) for n in MODELS],
+    ("mlp", {"hidden": [32, 16], "batchnorm": True}, (1, 28, 28)),
+    ("tutorial_cnn", {"batchnorm": True}, (1, 28, 28)),
+    ("vgg", {"batchnorm": True}, (3, 32, 32)),
+])
+def test_fast_flop_count_is_flop_counter_modes_or_defers_to_it(name, options, shape):
+    model = create_model(name, input_shape=shape, num_classes=10, **options)
+    x = torch.zeros((2, *shape), dtype=getattr(model, "input_dtype", torch.float32))
+    fast, reference = _both_counts(model, x)
+    assert reference > 0
+    assert fast == reference if name in FAST_COUNTED else fast in (None, reference)
+
+
+def test_fast_flop_count_of_a_students_own_network():
+    import importlib.util
+
+    from helpers import ROOT
+
+    spec = importlib.util.spec_from_file_location("coolnet_nets", ROOT / "examples" / "coolnet" / "nets.py")
+    nets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nets)
+    for model in (nets.CoolNet((3, 32, 32), 10), nets.BoringNet((3, 32, 32), 10), nets.LazyNet(10)):
+        x = torch.zeros(2, 3, 32, 32)
+        model.eval()(x)  # size the lazy layer
+        fast, reference = _both_counts(model, x)
+        assert fast == reference > 0, type(model).__name__

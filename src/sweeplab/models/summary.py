@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from sweeplab.models.flops import count_flops
+
 from sweeplab.errors import ConfigError
 
 # Two examples rather than one: with a batch of one, a model that squeezes or mixes up the batch
@@ -110,8 +112,14 @@ def summarize(
     training = {module: module.training for module in model.modules()}
     try:
         model.eval()
-        with torch.no_grad(), _native_kernels(), FlopCounterMode(display=False) as counter:
-            model(x)
+        with torch.no_grad(), _native_kernels():
+            flops = count_flops(model, x)  # FlopCounterMode's numbers without its ~2 s start (flops.py)
+            for handle in handles:
+                handle.remove()
+            if flops is None:  # matrix work the fast counter does not know (RNNs, attention, ...)
+                with FlopCounterMode(display=False) as counter:
+                    model(x)
+                flops = counter.get_total_flops()
     finally:
         for handle in handles:
             handle.remove()
@@ -122,7 +130,7 @@ def summarize(
         rows=rows,
         total_params=sum(p.numel() for p in model.parameters()),
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        flops_per_example=counter.get_total_flops() // _BATCH,
+        flops_per_example=flops // _BATCH,
     )
 
 
