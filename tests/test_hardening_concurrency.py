@@ -139,7 +139,8 @@ def kill_all(procs: list[subprocess.Popen]) -> None:
 # -- item 2: two or three drivers share one study ----------------------------------------------
 
 @pytest.mark.parametrize("drivers,workers", [
-    (2, 1), (2, 2), pytest.param(3, 1, marks=pytest.mark.slow), pytest.param(3, 2, marks=pytest.mark.slow),
+    (2, 1), pytest.param(2, 2, marks=pytest.mark.slow), pytest.param(3, 1, marks=pytest.mark.slow),
+    pytest.param(3, 2, marks=pytest.mark.slow),
 ])
 def test_concurrent_drivers_share_the_runs_and_all_exit_0(tmp_path, drivers, workers):
     study = write_study(tmp_path, seeds=3, epochs=4, batch=8)  # 6 runs of about a second each

@@ -230,6 +230,7 @@ def _export_rows(out: Path, *args: str) -> tuple[list[dict], str]:
     return list(csv.DictReader(io.StringIO(r.stdout))), r.stderr
 
 
+@pytest.mark.slow  # about 30 s: a full study, then a quick pass, through the real CLI
 def test_quick_pass_after_a_full_run_is_a_new_version_not_a_replacement(tmp_path):
     study, out = write_study(tmp_path, seeds=2, epochs=2), tmp_path / "out"
     r = sweeplab("run", str(study), "--out", str(out), "-w", "1")
