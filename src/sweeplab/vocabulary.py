@@ -50,6 +50,15 @@ def oom_detail(batch_size: Any, error: str) -> str:
     return json.dumps({"batch_size": batch_size, "error": error.splitlines()[0][:300] if error else ""})
 
 
+def early_stop_detail(epoch: int, best_epoch: int, metric: str, patience: int, min_delta: float = 0.0) -> str:
+    """The ``status_detail`` of a run that early stopping ended (it is ``completed``): JSON whose
+    ``reason`` reads ``stopped early at epoch 9, best at 4 (val_acc, patience 5)``; "best" is the
+    last epoch that improved by more than ``min_delta``, named when it is not 0."""
+    rule = f"{metric}, patience {patience}" + (f", min_delta {min_delta:g}" if min_delta else "")
+    return json.dumps({"stopped_early": epoch, "best_epoch": best_epoch, "metric": metric, "patience": patience,
+                       "min_delta": min_delta, "reason": f"stopped early at epoch {epoch}, best at {best_epoch} ({rule})"})
+
+
 def parse_detail(detail: str | None) -> dict[str, Any]:
     """A ``status_detail`` read back: the JSON of diverged and oom runs, else ``{"text": ...}``."""
     if not detail:

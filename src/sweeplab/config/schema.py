@@ -199,6 +199,22 @@ class LossConfig(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross_entropy label smoothing.")
 
 
+class EarlyStopConfig(Section):
+    """Stop a run when its metric has not improved for ``patience`` epochs (Keras/Lightning
+    semantics: an improvement is a change beyond ``min_delta`` in the better direction)."""
+
+    metric: str | None = Field(None, description="Metric to watch (default: the run's best_metric).")
+    patience: PositiveInt = Field(5, description="Epochs without improvement before the run stops.")
+    min_delta: NonNegFloat = Field(0.0, description="Smallest change that counts as an improvement.")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: str | None) -> str | None:
+        if v is not None and v not in METRICS:
+            raise ValueError(f"must be one of {', '.join(METRICS)}")
+        return v
+
+
 class CodeFile(Section):
     """One file of the user's own code, carried by content (see :mod:`sweeplab.usercode`).
 
@@ -245,6 +261,7 @@ class RunConfig(Section):
     )
     grad_clip: PositiveFloat | None = Field(None, description="Clip the gradient norm to this value.")
     best_metric: str = Field("test_acc", description="Metric whose best epoch's weights are kept.")
+    early_stop: EarlyStopConfig | None = Field(None, description="Stop when the metric stops improving.")
     code: dict[str, CodeFile] = Field(
         default_factory=dict, description="The user's code files the run names (path as written -> content)."
     )
@@ -271,14 +288,27 @@ class RunConfig(Section):
             raise ValueError(f"must be one of {', '.join(METRICS)}")
         return v
 
+    @model_validator(mode="after")
+    def _stop_needs_its_split(self) -> "RunConfig":
+        metric = self.stop_metric()
+        if metric and metric.startswith("val_") and self.data.val_size is None and self.data.val_fraction is None:
+            raise ValueError(f"early_stop watches {metric}, which needs a validation split: set data.val_size "
+                             "or data.val_fraction")
+        return self
+
     # -- identity -------------------------------------------------------------------------------
     def canonical(self) -> dict[str, Any]:
         """The config as plain JSON-able data, every default written out (``code`` only when used,
         so configs without user code keep the form, and the ids, they always had)."""
         d = self.model_dump(mode="json")
-        if not d["code"]:
-            del d["code"]
+        for optional in ("code", "early_stop"):  # absent unless used: older configs keep their ids
+            if not d[optional]:
+                del d[optional]
         return d
+
+    def stop_metric(self) -> str | None:
+        """The metric early stopping watches, or None without early stopping."""
+        return None if self.early_stop is None else (self.early_stop.metric or self.best_metric)
 
     def code_identity(self) -> dict[str, str]:
         """Per code file, the hash of the part of it this run depends on: the model or data

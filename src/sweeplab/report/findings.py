@@ -350,7 +350,7 @@ def batch_size(settings: Sequence[ArmSetting], device_is_cpu: bool) -> list[Find
 
 
 def outcomes(settings: Sequence[ArmSetting]) -> list[Finding]:
-    """Runs that did not finish: out of memory, failed, interrupted, or still to run."""
+    """Runs that did not finish (out of memory, failed, interrupted, still to run) or stopped early."""
     out = []
     unique = {r.run_id: r for s in settings for r in s.runs}.values()
     for status, verb in (("oom", "ran out of memory"), ("failed", "failed"), ("interrupted", "were interrupted")):
@@ -367,6 +367,13 @@ def outcomes(settings: Sequence[ArmSetting]) -> list[Finding]:
             detail = f" (first error: {text[-1][:160]})" if text else ""
         out.append(Finding("outcomes", f"{len(runs)} run(s) {verb}{detail}: {', '.join(labels)}. "
                                        "They are not in the accuracy statistics.", tuple(labels)))
+    stopped = [r for r in unique if r.status == "completed" and "stopped_early" in r.detail]
+    if stopped:
+        labels = sorted({r.label for r in stopped})
+        at = sorted({r.detail["stopped_early"] for r in stopped})
+        out.append(Finding("outcomes", f"{len(stopped)} run(s) stopped early (early_stop, at epoch "
+                                       f"{', '.join(map(str, at))}): {', '.join(labels)}. Their final numbers are "
+                                       "those of the epoch they stopped at.", tuple(labels)))
     left = [r for r in unique if r.status in ("pending", "running")]
     if left:
         out.append(Finding("outcomes", f"{len(left)} run(s) are still pending or running: the numbers "

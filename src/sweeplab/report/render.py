@@ -232,6 +232,8 @@ def _appendix(report: Report) -> list[Block]:
             outcome += f" at epoch {r.diverged_epoch}" + (f", step {d['step']}" if "step" in d else "")
         elif r.status == "oom":
             outcome += f" (batch size {r.detail.get('batch_size', '?')})"
+        elif r.status == "completed" and "stopped_early" in r.detail:
+            outcome += f" ({r.detail['reason']})"
         elif r.status in ("failed", "interrupted") and r.status_detail:
             outcome += f": {r.status_detail.strip().splitlines()[-1][:120]}"
         best = r.best("test_acc")

@@ -26,12 +26,13 @@ from sweeplab.data import Dataset
 from sweeplab.errors import SweeplabError
 from sweeplab.store import Store, default_worker_id
 from sweeplab.store.claims import claim
-from sweeplab.vocabulary import FINAL_STATUSES, diverged_detail, oom_detail
+from sweeplab.vocabulary import FINAL_STATUSES, diverged_detail, early_stop_detail, oom_detail
 from sweeplab.resolve import run_id
 
 from .device import environment, reset_peak_memory
 
 from .checkpoint import _from_bytes, _is_better, _rng_state, _set_rng_state, _to_bytes
+from .early_stop import stop_after
 from .epoch import Diverged, Progress, epoch_row, train_epoch
 from .setup import Setup, build
 
@@ -101,6 +102,8 @@ class _Training:
         self.setup: Setup | None = None
         self.start_epoch = 1
         self.rows: list[dict[str, Any]] = []
+        self.metric_history: list[float | None] = []  # the early-stop metric per epoch, resumed ones too
+        self.stopped: tuple[int, int] | None = None  # (epoch, best epoch) when early stopping ended it
 
     def _unaccounted(self) -> float:
         return time.perf_counter() - self.t_start - self.accounted
@@ -110,6 +113,9 @@ class _Training:
             best_value = self._start(data_dir, dataset)
             self._epochs(best_value)
             status, detail = "completed", None
+            if self.stopped is not None:
+                es = self.cfg.early_stop
+                detail = early_stop_detail(*self.stopped, self.cfg.stop_metric(), es.patience, es.min_delta)
         except Diverged as d:
             status, detail = "diverged", diverged_detail(d.epoch, d.step, str(d))
         except KeyboardInterrupt:
@@ -158,6 +164,8 @@ class _Training:
             _set_rng_state(state["rng"])
             best_value = state.get("best_value")
             self.start_epoch = done + 1
+        if self.cfg.early_stop is not None:
+            self.metric_history = [row.get(self.cfg.stop_metric()) for row in store.epochs(self.run_id)]
         if self.progress:
             self.progress("start", {
                 "run_id": self.run_id, "label": self.label, "resumed_from": self.start_epoch - 1,
@@ -173,6 +181,8 @@ class _Training:
         setup, metric = self.setup, self.cfg.best_metric
         assert setup is not None
         for epoch in range(self.start_epoch, self.cfg.epochs + 1):
+            if self._stop_early(epoch - 1):  # also when a killed run had already met the rule
+                return
             reset_peak_memory(setup.device)
             t0 = time.perf_counter()
             train = train_epoch(setup, epoch, self.progress)
@@ -195,3 +205,15 @@ class _Training:
             self.rows.append({"epoch": epoch, **row})
             if self.progress:
                 self.progress("epoch", {"run_id": self.run_id, "epoch": epoch, "row": row})
+            if self.cfg.early_stop is not None:
+                self.metric_history.append(row.get(self.cfg.stop_metric()))
+
+    def _stop_early(self, done: int) -> bool:
+        """Whether early stopping ends the run after epoch ``done`` (sets ``self.stopped``)."""
+        es = self.cfg.early_stop
+        if es is None or done < 1:
+            return False
+        best = stop_after(self.metric_history[:done], self.cfg.stop_metric(), es.patience, es.min_delta)
+        if best is not None:
+            self.stopped = (done, best)
+        return best is not None
