@@ -298,6 +298,28 @@ def baseline(settings: Sequence[ArmSetting]) -> list[Finding]:
     return [Finding("baseline", text, tuple(subjects))]
 
 
+def stacked(settings: Sequence[ArmSetting]) -> list[Finding]:
+    """Arms built on each other (``base = ...``): each chain in order, every step against the step
+    before it as well as against the baseline."""
+    by_arm = {s.arm: s for s in settings}
+    children = {s.base for s in settings if s.base}
+    out = []
+    for leaf in sorted((s for s in settings if s.base and s.arm not in children), key=lambda s: s.position):
+        chain = [leaf]
+        while chain[-1].base in by_arm and by_arm[chain[-1].base] not in chain:
+            chain.append(by_arm[chain[-1].base])
+        steps = []
+        for s in reversed(chain):
+            c, b = s.vs_base, s.vs_baseline
+            own = (f"{points(c.diff)} vs {s.base} ({c.note if c.p is None else pval(c.p)})"
+                   if c is not None and c.diff is not None else "first step")
+            total = f", {points(b.diff)} vs the baseline" if b is not None and b.diff is not None else ""
+            steps.append(f"{s.label}: {describe(s)}, {own}{total}")
+        out.append(Finding("stacked", "Built step by step (each arm on the one before, final test accuracy): "
+                                      + "; then ".join(steps) + ".", tuple(s.label for s in reversed(chain))))
+    return out
+
+
 def batch_size(settings: Sequence[ArmSetting], device_is_cpu: bool) -> list[Finding]:
     """Time per epoch and memory against batch size, among settings that differ only in it."""
     families: dict[str, list[ArmSetting]] = {}
@@ -420,6 +442,7 @@ def write_findings(ranked: Sequence[ArmSetting], metric: str, device_is_cpu: boo
     return [
         *best(ranked, metric),
         *baseline(ranked),
+        *stacked(ranked),
         *sweeps(ranked),
         *divergence(ranked),
         *chance(ranked),

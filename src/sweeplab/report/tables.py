@@ -108,6 +108,8 @@ class ArmSetting:
     position: int
     runs: list[RunData]
     is_baseline: bool = False
+    base: str | None = None
+    """The arm this setting's arm builds on (``base = "bn"`` in the study file), else None."""
     outcomes: dict[str, int] = field(default_factory=dict)
     params: int | None = None
     flops: float | None = None
@@ -132,6 +134,8 @@ class ArmSetting:
     vs_baseline: Comparison | None = None
     """Final test accuracy minus the baseline's, with Welch's test; None for the baseline itself
     or when the study has no baseline."""
+    vs_base: Comparison | None = None
+    """Final test accuracy minus the parent arm's (``base``), with Welch's test: the step's own effect."""
     rank: int | None = None
     """1 for the best setting by the study metric; None for settings without a completed run."""
     per_class_acc: list[float] | None = None
@@ -187,9 +191,10 @@ def group_settings(runs: list[RunData], spec: Mapping[str, Any]) -> list[ArmSett
     groups: dict[tuple[str, str], list[RunData]] = {}
     for run in runs:
         groups.setdefault((run.arm, run.label), []).append(run)
+    bases = {a["name"]: a.get("base") for a in spec.get("arms", [])}
     settings = [
         ArmSetting(arm=arm, label=label, axes=axes.get((arm, label), {}), position=i, runs=members,
-                   is_baseline=arm == BASELINE_ARM)
+                   is_baseline=arm == BASELINE_ARM, base=bases.get(arm))
         for i, ((arm, label), members) in enumerate(groups.items())
     ]
     for s in settings:
@@ -265,9 +270,12 @@ def rank_settings(settings: list[ArmSetting], metric: str) -> list[ArmSetting]:
     for i, s in enumerate(scored, start=1):
         s.rank = i
     baseline = next((s for s in settings if s.is_baseline), None)
+    by_arm = {s.arm: s for s in settings}  # a base arm is one config, so one setting
     for s in settings:
         if baseline is not None and s is not baseline:
             s.vs_baseline = welch(s.final_test_acc, baseline.final_test_acc)
+        if s.base in by_arm:
+            s.vs_base = welch(s.final_test_acc, by_arm[s.base].final_test_acc)
     return scored + [s for s in settings if not s.metric.n]
 
 

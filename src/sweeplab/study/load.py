@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ from .settings import RESERVED, _Cli, _Settings, _cli_overrides, _study_settings
 from .spec import ArmSpec, RunSpec, StudySpec
 
 #: Keys of an ``[[arm]]`` table that are not run-config fields.
-ARM_KEYS = ("name", "description", "zip")
+ARM_KEYS = ("name", "description", "zip", "base")
 
 
 # -- entry points -----------------------------------------------------------------------------------
@@ -245,13 +246,60 @@ def _arm_tables(raw: Any, baseline: dict[str, Any], include_baseline: bool) -> l
         if not isinstance(zip_, bool):
             raise ConfigError(f"must be true or false (got {zip_!r})", path=f"{where}.zip")
 
-        override = {k: v for k, v in table.items() if k not in ARM_KEYS}
-        axes = find_axes(override, candidate_models(override, baseline), where)
+        own = {k: v for k, v in table.items() if k not in ARM_KEYS}
+        axes = find_axes(own, candidate_models(own, baseline), where)
         limits.check_grid_size(axes, zip_, where)
         points = grid_points(axes, zip_, where)
-        spec = ArmSpec(name, description, override, [k for k, _ in axes], len(arms), zip_)
+        spec = ArmSpec(name, description, own, [k for k, _ in axes], len(arms), zip_, base=_base_name(table, where))
         arms.append(_Arm(spec, where, points))
-    return arms
+    return _stack(arms, baseline)
+
+
+def _base_name(table: Mapping[str, Any], where: str) -> str | None:
+    base = table.get("base")
+    if base is not None and (not isinstance(base, str) or not base.strip()):
+        raise ConfigError(f"must be the name of another arm (got {base!r})", path=f"{where}.base")
+    return None if base in (None, BASELINE_ARM) else base
+
+
+def _stack(arms: list[_Arm], baseline: dict[str, Any]) -> list[_Arm]:
+    """Arms with ``base = "other arm"`` build on that arm: their override is the parent's (itself
+    resolved the same way) with theirs on top. The parent must be one config, not a grid."""
+    by_name = {a.spec.name: a for a in arms}
+    resolved: dict[str, dict[str, Any]] = {}
+
+    def effective(arm: _Arm, chain: tuple[str, ...]) -> dict[str, Any]:
+        name, base = arm.spec.name, arm.spec.base
+        if name in resolved:
+            return resolved[name]
+        if base is None:
+            resolved[name] = arm.spec.override
+            return arm.spec.override
+        if base in chain or base == name:
+            raise ConfigError(f"arms build on each other in a circle: {' -> '.join((*chain, name, base))}",
+                              path=f"{arm.where}.base")
+        parent = by_name.get(base)
+        if parent is None:
+            known = ", ".join(a.spec.name for a in arms if not a.is_baseline) or "none"
+            raise ConfigError(f"no arm named {base!r} to build on (arms: {known})", path=f"{arm.where}.base")
+        if parent.spec.axes:
+            raise ConfigError(f"arm {base!r} is a grid ({', '.join(parent.spec.axes)}); an arm can build only on "
+                              "an arm with one config", path=f"{arm.where}.base")
+        resolved[name] = deep_merge(effective(parent, (*chain, name)), arm.spec.override)
+        return resolved[name]
+
+    out = []
+    for arm in arms:
+        override = effective(arm, ())
+        if override is arm.spec.override:
+            out.append(arm)
+            continue
+        # Which lists are grid axes depends on the model the arm ends up with, its parent's included.
+        axes = find_axes(arm.spec.override, candidate_models(override, baseline), arm.where)
+        points = grid_points(axes, arm.spec.zip, arm.where)
+        spec = dataclasses.replace(arm.spec, override=override, axes=[k for k, _ in axes])
+        out.append(_Arm(spec, arm.where, points, arm.is_baseline))
+    return out
 
 
 # -- resolving and expanding ------------------------------------------------------------------------

@@ -49,6 +49,9 @@ class ArmSpec:
     """Index of this arm in ``StudySpec.arms``."""
     zip: bool = False
     """True when the axes are paired element-wise instead of crossed."""
+    base: str | None = None
+    """The arm this one builds on (``base = "bn"``): ``override`` then holds the parent's keys
+    with this arm's on top, and reports compare it with its parent as well as the baseline."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class StudySpec:
                     "axes": list(a.axes),
                     "zip": a.zip,
                     "position": a.position,
+                    **({"base": a.base} if a.base else {}),
                 }
                 for a in self.arms
             ],
