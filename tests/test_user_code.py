@@ -272,6 +272,10 @@ def test_own_data_function_trains_like_any_dataset(tmp_path):
     assert run.data_source.startswith("mydata.py:load") and len(run.data_checksum) == 64
     assert len(rows[-1]["test_per_class_acc"]) == 3  # three classes, from the function's labels
     assert rows[-1]["test_acc"] > 0.5  # the rows are easy to tell apart: it learned from these images
+    # the report labels classes with the names the function gave (issue 11, item 2)
+    assert main(["report", "own-data", "--out", str(out), "--format", "md"]) == 0
+    md = (out / "reports" / "own-data" / "report.md").read_text()
+    assert "| arm setting | top | middle | bottom |" in md
 
 
 @pytest.mark.parametrize("fn,expected", [

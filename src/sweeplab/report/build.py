@@ -180,12 +180,13 @@ def draw_figures(report: Report) -> list[figs.Figure]:
         if axis is not None and any(s.final_test_acc.n or s.diverged_runs for s in members):
             sweeps.append(figs.sweep_figure(arm, members, axis, baseline, palette, slug))
     out += sweeps
-    f = figs.per_class_figure(settings)
+    names = report.header.class_names
+    f = figs.per_class_figure(settings, names)
     if f is not None:
         out.append(f)
     best = report.best
     if best is not None:
-        f = figs.confusion_figure(best)
+        f = figs.confusion_figure(best, names)
         if f is not None:
             out.append(f)
     return out

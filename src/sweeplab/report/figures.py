@@ -290,7 +290,12 @@ def sweep_figure(arm: str, settings: Sequence[ArmSetting], axis: str, baseline: 
     return Figure(f"sweep_{slug}", f"Sweep: {arm} over {axis}", caption, png, "sweeps")
 
 
-def per_class_figure(settings: Sequence[ArmSetting]) -> Figure | None:
+def _tick_labels(k: int, names: Sequence[str]) -> list[str]:
+    """Class names for up to k axis ticks (numbers where a name is missing)."""
+    return [names[j] if j < len(names) else str(j) for j in range(k)]
+
+
+def per_class_figure(settings: Sequence[ArmSetting], names: Sequence[str] = ()) -> Figure | None:
     """Heatmap of final per-class test accuracy (mean over seeds), one row per setting."""
     rows = [s for s in settings if s.per_class_acc]
     if not rows:
@@ -303,7 +308,8 @@ def per_class_figure(settings: Sequence[ArmSetting]) -> Figure | None:
         ax = fig.add_subplot()
         im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0, vmax=100)
         ax.set_yticks(range(len(rows)), [s.label for s in rows])
-        ax.set_xticks(range(k), [str(j) for j in range(k)] if k <= 40 else [""] * k)
+        ax.set_xticks(range(k), _tick_labels(k, names) if k <= 40 else [""] * k,
+                      rotation=45 if names else 0, ha="right" if names else "center")
         ax.set_xlabel("class")
         if k <= 20 and len(rows) <= 40:
             for i, row in enumerate(data):
@@ -317,7 +323,7 @@ def per_class_figure(settings: Sequence[ArmSetting]) -> Figure | None:
     return Figure("per_class", "Per-class test accuracy", "Rows in table order (best first).", png, "per_class")
 
 
-def confusion_figure(s: ArmSetting) -> Figure | None:
+def confusion_figure(s: ArmSetting, names: Sequence[str] = ()) -> Figure | None:
     """The best setting's final test confusion matrix, summed over seeds, coloured by row share."""
     if not s.confusion:
         return None
@@ -335,8 +341,9 @@ def confusion_figure(s: ArmSetting) -> Figure | None:
                         ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
                                 color="white" if shares[i][j] > 0.6 else "black")
         ticks = range(k) if k <= 40 else []
-        ax.set_xticks(ticks, [str(j) for j in ticks])
-        ax.set_yticks(ticks, [str(j) for j in ticks])
+        labels = _tick_labels(len(ticks), names)
+        ax.set_xticks(ticks, labels, rotation=45 if names else 0, ha="right" if names else "center")
+        ax.set_yticks(ticks, labels)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         fig.colorbar(im, ax=ax, label="share of the true class")

@@ -207,7 +207,7 @@ def _per_class(report: Report) -> list[Block]:
         k = max(len(s.per_class_acc) for s in rows_src)
         if k <= 20:
             rows = [[s.label] + [f"{100 * v:.1f}" for v in s.per_class_acc] for s in rows_src]
-            blocks.append(Table(["arm setting"] + [f"class {j}" for j in range(k)], rows,
+            blocks.append(Table(["arm setting"] + [report.header.class_name(j) for j in range(k)], rows,
                                 {i for i, s in enumerate(rows_src) if s.is_best}))
     conf = [f for f in report.figures if f.section == "confusion"]
     if conf:

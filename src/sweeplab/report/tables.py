@@ -335,6 +335,12 @@ class Header:
     """Which stored version of the study this is: ``version 2 of 3 (...)`` (store/versions.py)."""
     code: tuple[tuple[str, str, int], ...] = ()
     """(file, sha256, number of runs) for each of the user's code files the runs used."""
+    class_names: tuple[str, ...] = ()
+    """The dataset's class names, in label order, when the runs recorded them (else empty)."""
+
+    def class_name(self, j: int) -> str:
+        """Class ``j`` as the report writes it: its name, else ``class j``."""
+        return self.class_names[j] if j < len(self.class_names) else f"class {j}"
 
 
 #: Environment keys shown as library versions in the header, in this order.
@@ -376,6 +382,8 @@ def make_header(record: Any, runs: list[RunData]) -> Header:
         data=[(s, c, n) for (s, c), n in data.items()], outcomes=outcomes, n_runs=len(unique),
         cli_overrides=dict(spec.get("cli_overrides") or {}), has_val=has_val,
         num_classes=max(ks) if ks else None, code=tuple((p, h, n) for (p, h), n in code.items()),
+        class_names=next((tuple(map(str, r.env["classes"])) for r in unique if isinstance(r.env.get("classes"), list)),
+                         ()),
     )
 
 
