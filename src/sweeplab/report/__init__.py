@@ -19,7 +19,8 @@ _NAMES = {
     "Figure": "figures",
     "Finding": "findings",
     **dict.fromkeys(("ALPHA", "ChanceTest", "Comparison", "Summary", "chance_test", "summarize", "welch"), "stats"),
-    **dict.fromkeys(("ArmSetting", "Header", "RunData"), "tables"),
+    **dict.fromkeys(("ArmSetting", "RunData"), "tables"),
+    "Header": "header",
 }
 
 

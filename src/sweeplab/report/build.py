@@ -22,16 +22,15 @@ from sweeplab.store import Store
 
 from . import figures as figs
 from .findings import METHOD_NOTES, Finding, write_findings
+from .header import Header, make_header
 from .paths import MANIFEST, MAX_SLUG, read_manifest, remove_stale, safe_name
 from .tables import (
     ArmSetting,
-    Header,
     by_arm,
     RunData,
     config_diff,
     group_settings,
     load_runs,
-    make_header,
     numeric_axis,
     rank_settings,
     reference_config,
