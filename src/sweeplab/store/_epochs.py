@@ -82,14 +82,18 @@ class _Epochs(_Base):
                 (wall, now, run_id),
             )
 
-    def epochs(self, run_id: str) -> list[dict[str, Any]]:
+    def epochs(self, run_id: str, *, after: int = 0) -> list[dict[str, Any]]:
         """A run's epoch rows in order, as dicts: run_id, epoch, every metric column (None when
-        not recorded), finished_at, and the extra metrics merged in."""
+        not recorded), finished_at, and the extra metrics merged in.
+
+        ``after``: only the rows of epochs after this one (a live view's cursor); the primary
+        key's range scan reads those rows alone, however long the run already is."""
         with self._reading() as conn:
             self._check_run(conn, run_id)
             rows = conn.execute(
-                f"SELECT {', '.join(_EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch",
-                (run_id,),
+                f"SELECT {', '.join(_EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? AND epoch > ?"
+                " ORDER BY epoch",
+                (run_id, int(after)),
             ).fetchall()
         return [_epoch_dict(row) for row in rows]
 

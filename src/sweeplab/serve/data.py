@@ -1,0 +1,172 @@
+"""The studies list and a study's curves as JSON, and the cursor that keeps a page live.
+
+Everything is read through the store's readers (``Store.study_runs``, ``Store.epochs``,
+``store.export.study_results``): no SQL here. A study page loads the whole study once
+(:func:`study_payload`); after that it polls :func:`study_updates` with the cursor it was given,
+and gets only the links whose progress or outcome changed and only their new epoch rows. The
+cursor is one ``<epochs done>-<status>`` token per link of the study version shown, so checking
+it costs one indexed query over the links and reading the new rows costs a range scan of each
+changed run's primary key: nothing proportional to the epochs already shown.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from sweeplab.store import RUN_STATUSES, Store, StudyRunRecord
+from sweeplab.store.export import study_results
+from sweeplab.vocabulary import BASELINE_ARM, detail_line, parse_detail
+
+#: Per-epoch scalars a study page draws, in panel order.
+CURVE_METRICS: tuple[str, ...] = (
+    "train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc",
+    "lr", "epoch_time_s", "train_images_per_s",
+)
+
+
+def columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Epoch rows as columns (``epoch`` plus every curve metric), non-finite values as None.
+
+    A diverged run's NaN loss is kept as None (JSON has no NaN); the run's outcome says where it
+    diverged."""
+    out: dict[str, list[Any]] = {"epoch": [r["epoch"] for r in rows]}
+    for m in CURVE_METRICS:
+        out[m] = [_finite(r.get(m)) for r in rows]
+    return out
+
+
+def _finite(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def link_json(i: int, link: StudyRunRecord) -> dict[str, Any]:
+    """One (arm, run) link of a study as the page sees it."""
+    detail = parse_detail(link.status_detail)
+    diverged = None
+    if link.status == "diverged":
+        e = detail.get("epoch")
+        diverged = int(e) if isinstance(e, (int, float)) else link.epochs_done + 1
+    return {
+        "index": i, "arm": link.arm, "label": link.label or link.arm, "seed": link.seed,
+        "run_id": link.run_id, "status": link.status, "detail": detail_line(link.status_detail),
+        "diverged_epoch": diverged, "epochs_done": link.epochs_done, "epochs_planned": link.epochs_planned,
+        "wall_time_s": link.wall_time_s,
+    }
+
+
+def cursor(version: int, links: list[StudyRunRecord]) -> str:
+    """What the page has seen: the study version and each link's (epochs done, status)."""
+    tokens = ".".join(f"{link.epochs_done}-{RUN_STATUSES.index(link.status)}" for link in links)
+    return f"v{version}:{tokens}"
+
+
+def _parse_cursor(text: str) -> tuple[int, list[tuple[int, int]]] | None:
+    try:
+        head, _, body = text.partition(":")
+        version = int(head.removeprefix("v"))
+        seen = [tuple(int(x) for x in tok.split("-")) for tok in body.split(".")] if body else []
+        if any(len(t) != 2 for t in seen):
+            return None
+        return version, seen  # type: ignore[return-value]
+    except ValueError:
+        return None
+
+
+def study_payload(store: Store, name: str) -> dict[str, Any]:
+    """Everything a study page draws: the study, its arm settings in study order, its links and
+    every run's curves (once per run, even when two arms share it), and the cursor."""
+    record = store.get_study(name)
+    linked = study_results(store, name, record.version)
+    links = [lr.link for lr in linked]
+    series = {lr.run.id: columns(list(lr.epochs)) for lr in linked}
+    return {
+        "study": study_json(record), "settings": settings_json(links),
+        "links": [link_json(i, link) for i, link in enumerate(links)],
+        "series": series, "metrics": present_metrics(series), "cursor": cursor(record.version, links),
+    }
+
+
+def study_json(record: Any) -> dict[str, Any]:
+    return {"name": record.name, "description": record.description, "metric": record.metric or "test_acc",
+            "version": record.version, "versions": record.versions, "variant": record.variant,
+            "updated_at": record.updated_at}
+
+
+def settings_json(links: list[StudyRunRecord]) -> list[dict[str, Any]]:
+    """One entry per (arm, label) in study order: what gets one line and one colour."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for link in links:
+        label = link.label or link.arm
+        key = (link.arm, label)
+        if key not in seen:
+            seen[key] = {"arm": link.arm, "label": label, "is_baseline": link.arm == BASELINE_ARM,
+                         "position": len(seen)}
+    return list(seen.values())
+
+
+def present_metrics(series: dict[str, dict[str, list[Any]]]) -> list[str]:
+    """The curve metrics with at least one value in some run (val and lr only when recorded)."""
+    return [m for m in CURVE_METRICS if any(v is not None for cols in series.values() for v in cols[m])]
+
+
+def study_updates(store: Store, name: str, after: str) -> dict[str, Any]:
+    """What changed since ``after``: the changed links (new progress or outcome), the new epoch
+    rows of their runs, and the next cursor. ``reset`` when the cursor is of another version or
+    shape (the study was saved again): the page then loads the study afresh."""
+    record = store.get_study(name)
+    links = store.study_runs(name, record.version)
+    parsed = _parse_cursor(after)
+    if parsed is None or parsed[0] != record.version or len(parsed[1]) != len(links):
+        return {"reset": True, "cursor": cursor(record.version, links)}
+    changed, series = [], {}
+    status_changed = False
+    for i, (link, (done, status)) in enumerate(zip(links, parsed[1])):
+        if link.epochs_done == done and RUN_STATUSES.index(link.status) == status:
+            continue
+        changed.append(link_json(i, link))
+        status_changed |= RUN_STATUSES.index(link.status) != status
+        if link.epochs_done > done and link.run_id not in series:
+            series[link.run_id] = columns(store.epochs(link.run_id, after=done))
+    return {"reset": False, "cursor": cursor(record.version, links), "links": changed,
+            "series": series, "status_changed": status_changed, "updated_at": record.updated_at}
+
+
+def studies_payload(store: Store) -> list[dict[str, Any]]:
+    """Every study, newest first: runs by outcome, epochs done of planned, ETA, last update."""
+    out = []
+    for record in store.list_studies():
+        links = store.study_runs(record.name, record.version)
+        runs = {link.run_id: link for link in links}.values()  # a shared run counts once
+        outcomes: dict[str, int] = {}
+        for link in runs:
+            outcomes[link.status] = outcomes.get(link.status, 0) + 1
+        records = store.list_runs(study=record.name, version=record.version)
+        beats = [r.heartbeat_at or r.finished_at or r.created_at for r in records]
+        out.append({
+            **study_json(record), "runs": len(runs), "outcomes": outcomes, "arms": len(record.arms),
+            "epochs_done": sum(link.epochs_done for link in runs),
+            "epochs_planned": sum(link.epochs_planned or link.epochs_done for link in runs),
+            "eta_s": eta_seconds(list(runs)), "last_update": max([record.updated_at, *filter(None, beats)]),
+        })
+    return sorted(out, key=lambda s: s["last_update"], reverse=True)
+
+
+def eta_seconds(links: list[StudyRunRecord]) -> float | None:
+    """Seconds until the study's runs are done at the pace so far, for a study with running runs.
+
+    Pace: wall time per epoch over the epochs trained so far; runs train as many at a time as are
+    running now. None when nothing is running or nothing has been timed yet."""
+    running = sum(1 for link in links if link.status == "running")
+    timed = [link for link in links if link.epochs_done and link.wall_time_s]
+    if not running or not timed:
+        return None
+    per_epoch = sum(link.wall_time_s for link in timed) / sum(link.epochs_done for link in timed)
+    left = sum(max(0, (link.epochs_planned or 0) - link.epochs_done) for link in links
+               if link.status in ("running", "pending", "interrupted"))
+    return left * per_epoch / running
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
