@@ -40,6 +40,12 @@ class Summary:
         return None if self.ci_high is None or self.mean is None else self.ci_high - self.mean
 
 
+def t_critical(n: int) -> float:
+    """Student t quantile of the ``CONFIDENCE`` interval of a mean of ``n >= 2`` values: the
+    interval is mean +- t_critical(n) * std / sqrt(n) (the dashboard draws its bands with it)."""
+    return float(_sps.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
+
+
 def summarize(values: Sequence[float | None]) -> Summary:
     """Summary of the finite values among ``values`` (None and NaN are left out)."""
     xs = tuple(float(v) for v in values if v is not None and math.isfinite(v))
@@ -50,7 +56,7 @@ def summarize(values: Sequence[float | None]) -> Summary:
     if n == 1:
         return Summary(xs, 1, mean)
     std = float(np.std(xs, ddof=1))
-    half = float(_sps.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
+    half = t_critical(n) * std / math.sqrt(n)
     return Summary(xs, n, mean, std, mean - half, mean + half)
 
 

@@ -15,6 +15,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
+from sweeplab.report.stats import t_critical
 from sweeplab.store import RUN_STATUSES, Store, StudyRunRecord
 from sweeplab.store.export import study_results
 from sweeplab.vocabulary import BASELINE_ARM, detail_line, parse_detail
@@ -85,7 +86,17 @@ def study_payload(store: Store, name: str) -> dict[str, Any]:
         "study": study_json(record), "settings": settings_json(links),
         "links": [link_json(i, link) for i, link in enumerate(links)],
         "series": series, "metrics": present_metrics(series), "cursor": cursor(record.version, links),
+        "t_crit": t_table(links),
     }
+
+
+def t_table(links: list[StudyRunRecord]) -> dict[int, float]:
+    """The report's t quantiles for every number of seeds a setting of the study can have, so a
+    page draws the same 95% bands as the report without a statistics library of its own."""
+    sizes: dict[tuple[str, str | None], int] = {}
+    for link in links:
+        sizes[(link.arm, link.label)] = sizes.get((link.arm, link.label), 0) + 1
+    return {n: t_critical(n) for n in range(2, max(sizes.values(), default=1) + 1)}
 
 
 def study_json(record: Any) -> dict[str, Any]:
