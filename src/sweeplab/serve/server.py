@@ -59,14 +59,14 @@ def serve(db: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           say: Callable[[str], None] = print) -> None:
     """Serve the store at ``db`` on ``host:port`` until interrupted (``StoreError`` when the store
     is missing or unreadable, ``ConfigError`` when the address cannot be bound)."""
-    import uvicorn
-
-    from .app import make_app
-
     with Store(db, readonly=True) as store:
         store.list_studies()  # a corrupt file fails here, with a clear message, not on first page load
         sock = bind(host, port)
         try:
+            import uvicorn  # after the checks: a bad store or port fails fast
+
+            from .app import make_app
+
             bound = sock.getsockname()[1]
             shown = f"[{host}]" if ":" in host else host
             say(f"sweeplab dashboard: http://{shown}:{bound}/  (store {db}, read-only; Ctrl-C stops it)")

@@ -41,7 +41,8 @@ SL.lineChart = function (box, spec) {
               y: spec.logY ? { distr: 3 } : { auto: true } },
     axes: [
       { label: spec.xLabel || "epoch", labelSize: 18, size: 34, stroke: "#555", grid: { stroke: "#eceef2", width: 1 },
-        ticks: { stroke: "#d0d4db" }, values: spec.xValues },
+        ticks: { stroke: "#d0d4db" }, values: spec.xValues || ((u, ticks) => ticks.map((v) => SL.num(v, 3))),
+        incrs: spec.xLabel ? undefined : [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000] },
       { size: 56, stroke: "#555", grid: { stroke: "#eceef2", width: 1 }, ticks: { stroke: "#d0d4db" },
         values: (u, ticks) => ticks.map(yFmt) },
     ],

@@ -56,8 +56,10 @@ SL.isAcc = (m) => /_acc$/.test(m);
 SL.num = function (x, digits = 3) {
   if (x === null || x === undefined || !isFinite(x)) return "–";
   const a = Math.abs(x);
-  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return x.toExponential(2);
-  return x.toPrecision(digits).replace(/\.?0+$/, (m) => (m.includes(".") ? "" : m));
+  if (a !== 0 && a < 1e-3) return x.toExponential(1);
+  if (a >= 1e6) return `${parseFloat((x / 1e6).toPrecision(digits))}M`;
+  if (a >= 1e4) return `${parseFloat((x / 1e3).toPrecision(digits))}k`;
+  return String(parseFloat(x.toPrecision(digits)));
 };
 SL.pct = (x, d = 1) => (x === null || x === undefined || !isFinite(x) ? "–" : (100 * x).toFixed(d) + "%");
 SL.pts = (x, d = 2) => (x === null || x === undefined || !isFinite(x) ? "–" : (x >= 0 ? "+" : "−") + Math.abs(100 * x).toFixed(d));

@@ -44,8 +44,6 @@ function maxEpoch() {
 function layout() {
   const d = S.data, st = d.study;
   const main = document.getElementById("main");
-  const done = d.links.reduce((a, l) => a + l.epochs_done, 0);
-  const planned = d.links.reduce((a, l) => a + (l.epochs_planned || l.epochs_done), 0);
   main.replaceChildren(
     SL.el("section", { class: "study-head" },
       SL.el("div", {},
@@ -65,18 +63,21 @@ function layout() {
     SL.el("section", { class: "card" }, SL.el("h2", {}, "Runs"),
       SL.el("p", { class: "hint" }, "Tick two or more runs to overlay them and see their config side by side."),
       SL.el("div", { id: "runs" })));
-  renderProgress(done, planned);
+  renderProgress();
   renderLegend();
   renderRuns();
 }
 
-function renderProgress(done, planned) {
+function renderProgress() {
+  // A run shared by two arms (the baseline and a grid point equal to it) counts once, as on the studies page.
   const outcomes = {};
   const seen = new Set();
+  let done = 0, planned = 0;
   for (const l of S.data.links) {
     if (seen.has(l.run_id)) continue;
     seen.add(l.run_id);
     outcomes[l.status] = (outcomes[l.status] || 0) + 1;
+    done += l.epochs_done; planned += l.epochs_planned || l.epochs_done;
   }
   const frac = planned ? done / planned : 0;
   document.getElementById("progress").replaceChildren(
@@ -142,6 +143,9 @@ function metricLines(metric, epochs) {
     const runs = settingRuns(s.label).map((id) => SL.aligned(S.data.series[id], metric, epochs, scale));
     const mc = SL.meanCurve(new Array(epochs).fill(0), runs, S.data.t_crit);
     const show = !S.hidden.has(s.label);
+    // Every metric drawn is >= 0 and an accuracy's mean is <= 100%, so the interval is cut there (as in the report).
+    mc.lo = mc.lo.map((v) => (v === null ? null : Math.max(v, 0)));
+    if (scale === 100) mc.hi = mc.hi.map((v) => (v === null ? null : Math.min(v, 100)));
     const base = { group: s.label, colour: style.colour, dash: style.dash };
     lines.push({ ...base, role: "band-hi", values: mc.hi, show }, { ...base, role: "band-lo", values: mc.lo, show });
     if (S.smooth) lines.push({ ...base, role: "raw", values: mc.mean, width: 1, colour: SL.alpha(style.colour, 0.35), show });
@@ -254,9 +258,7 @@ function merge(up) {
   const present = metrics.filter((m) => known.has(m) || Object.values(S.data.series).some((c) => c[m].some((v) => v !== null)));
   const newPanel = present.length !== S.data.metrics.length;
   S.data.metrics = present;
-  const done = S.data.links.reduce((a, l) => a + l.epochs_done, 0);
-  const planned = S.data.links.reduce((a, l) => a + (l.epochs_planned || l.epochs_done), 0);
-  renderProgress(done, planned);
+  renderProgress();
   renderLegend();
   renderRuns();
   if (newPanel || maxEpoch() !== Number(document.getElementById("panels").dataset.epochs)) drawAll();

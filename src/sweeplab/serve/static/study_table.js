@@ -42,10 +42,12 @@ function renderSweeps(t) {
       SL.el("figcaption", {}, `${sw.arm}: final ${t.metric} against ${sw.axis}`, sw.log_x ? SL.el("span", { class: "unit" }, " (log axis)") : null), plot));
     const pts = sw.points.filter((p) => p.mean !== null);
     const colour = (S.styles.get(pts.length ? pts[0].label : "") || { colour: SL.PALETTE[0] }).colour;
-    const lo = pts.map((p) => (p.ci_low === null ? null : p.ci_low * scale));
-    const hi = pts.map((p) => (p.ci_high === null ? null : p.ci_high * scale));
+    const cut = (v) => (scale === 100 ? Math.min(Math.max(v, 0), 100) : v);
+    const lo = pts.map((p) => (p.ci_low === null ? null : cut(p.ci_low * scale)));
+    const hi = pts.map((p) => (p.ci_high === null ? null : cut(p.ci_high * scale)));
     SL.lineChart(plot, { metric: t.metric, x: pts.map((p) => p.x), logX: sw.log_x, xLabel: sw.axis, height: 220,
-      xValues: (u, ticks) => ticks.map((v) => SL.num(v, 3)), draw: SL.errorBars(lo, hi, colour),
+      xValues: (u, ticks) => ticks.map((v) => (!sw.log_x || pts.some((p) => Math.abs(p.x - v) < 1e-12 * Math.abs(v)) ||
+        Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-9 ? SL.num(v, 3) : "")), draw: SL.errorBars(lo, hi, colour),
       points: true, lines: [{ group: sw.arm, role: "mean", colour, values: pts.map((p) => p.mean * scale) },
         { group: sw.arm, role: "range", colour, values: lo }, { group: sw.arm, role: "range", colour, values: hi }] });
   }

@@ -1,0 +1,151 @@
+"""`sweeplab serve` over HTTP, without a browser: the real server in a subprocess on a free
+loopback port, over a real store written through the store's API (synthetic numbers, no training).
+
+Covers the JSON API the pages use (a study's curves, the live cursor returning only new rows, the
+report's table), 404s for unknown ids and traversal, no endpoint that writes, the store file left
+untouched, and the one-line errors of a port in use and a corrupt or missing store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import urllib.request
+
+import pytest
+
+from helpers import sweeplab
+from serve_helpers import Server, free_port, get, metrics, synthetic_study
+from sweeplab.report import build_report
+from sweeplab.store import Store
+
+pytestmark = pytest.mark.timeout(60)
+
+ARMS = ["baseline", "<script>alert(1)</script>", "wide"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serve")
+    ids = synthetic_study(out / "sweeplab.db", "live", ARMS, seeds=2, epochs=5, done=3)
+    synthetic_study(out / "sweeplab.db", "done", ["baseline", "other"], seeds=3, epochs=4)
+    with Server(out) as server:
+        yield server, out, ids
+
+
+def test_study_payload_has_every_arm_and_run(served):
+    server, _, ids = served
+    status, data = get(f"{server.url}/api/study/live")
+    assert status == 200
+    assert [s["label"] for s in data["settings"]] == ARMS
+    assert [s["is_baseline"] for s in data["settings"]] == [True, False, False]
+    assert [link["run_id"] for link in data["links"]] == ids
+    assert all(data["series"][i]["epoch"] == [1, 2, 3] for i in ids)
+    assert data["series"][ids[0]]["test_acc"][2] == pytest.approx(metrics(0, 0, 3)["test_acc"])
+    assert "test_acc" in data["metrics"] and "val_acc" not in data["metrics"]  # never recorded: no panel
+
+
+def test_updates_return_only_new_rows(served):
+    server, out, ids = served
+    _, data = get(f"{server.url}/api/study/live")
+    _, none = get(f"{server.url}/api/study/live/updates?after={data['cursor']}")
+    assert none["links"] == [] and none["series"] == {} and not none["reset"]
+    with Store(out / "sweeplab.db") as store:  # a writer while the server reads
+        store.commit_epoch(ids[1], 4, metrics(0, 1, 4), None)
+    _, up = get(f"{server.url}/api/study/live/updates?after={data['cursor']}")
+    assert [link["run_id"] for link in up["links"]] == [ids[1]]
+    assert up["series"] == {ids[1]: {k: [v] for k, v in _columns(metrics(0, 1, 4), 4).items()}}
+    assert not up["status_changed"]
+    with Store(out / "sweeplab.db") as store:
+        store.set_status(ids[2], "diverged", '{"epoch": 4, "step": 1, "reason": "loss is nan"}')
+    _, up2 = get(f"{server.url}/api/study/live/updates?after={up['cursor']}")
+    assert [(link["run_id"], link["status"], link["diverged_epoch"]) for link in up2["links"]] == [(ids[2], "diverged", 4)]
+    assert up2["series"] == {} and up2["status_changed"]
+    _, stale = get(f"{server.url}/api/study/live/updates?after=v9:1-1")
+    assert stale["reset"]
+
+
+def _columns(row, epoch):
+    from sweeplab.serve.data import CURVE_METRICS
+
+    return {"epoch": epoch, **{m: row.get(m) for m in CURVE_METRICS}}
+
+
+def test_table_is_the_reports(served):
+    server, out, _ = served
+    _, table = get(f"{server.url}/api/study/done/table")
+    with Store(out / "sweeplab.db", readonly=True) as store:
+        report = build_report(store, "done", with_figures=False)
+    assert [r["label"] for r in table["rows"]] == [s.label for s in report.settings]
+    for row, s in zip(table["rows"], report.settings):
+        assert row["metric"]["mean"] == pytest.approx(s.metric.mean)
+        assert row["metric"]["ci_high"] == pytest.approx(s.metric.ci_high)
+        if s.vs_baseline is not None:
+            assert row["vs_baseline"]["p"] == pytest.approx(s.vs_baseline.p)
+    _, studies = get(f"{server.url}/api/studies")
+    by_name = {s["name"]: s for s in studies["studies"]}
+    assert by_name["done"]["outcomes"] == {"completed": 6} and by_name["done"]["epochs_done"] == 24
+    assert by_name["live"]["outcomes"].get("running", 0) >= 4 and by_name["live"]["eta_s"] is not None
+
+
+@pytest.mark.parametrize("path", ["/api/study/..%2F..", "/api/study/..%2F..%2Fetc%2Fpasswd", "/api/study/nope",
+                                  "/api/study/nope/updates?after=v1:", "/api/run/nope", "/study/nope",
+                                  "/run/nope", "/static/..%2F..%2Fapp.py", "/static/../app.py", "/nothing"])
+def test_unknown_and_traversal_are_404(served, path):
+    server, _, _ = served
+    status, body = get(server.url + path)
+    assert status == 404
+    text = body["error"] if isinstance(body, dict) else body
+    assert text and "Traceback" not in text
+    if path.startswith(("/study/", "/run/")):
+        assert "<h1>Not found</h1>" in text
+
+
+def test_no_endpoint_writes_and_the_store_is_untouched(served):
+    server, out, ids = served
+    db = out / "sweeplab.db"
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    for path in ("/api/study/done", f"/api/run/{ids[0]}", "/api/study/done/table", f"/api/compare?runs={ids[0]},{ids[1]}"):
+        assert get(server.url + path)[0] == 200
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            req = urllib.request.Request(server.url + path, method=method, data=b"{}")
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=10)
+            assert err.value.code == 405
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+def test_run_and_compare(served):
+    server, _, ids = served
+    _, run = get(f"{server.url}/api/run/{ids[2]}")
+    assert run["run_id"] == ids[2] and run["study"] == "live"
+    assert run["config_diff"] == {"model.hidden": [32]} and run["config"]["model.hidden"] == [32]
+    _, wide = get(f"{server.url}/api/run/{ids[4]}")
+    assert wide["config_diff"] == {"model.hidden": [48]}
+    assert wide["checkpoint_command"] == f"sweeplab checkpoint {ids[4]} --kind best -o {ids[4]}-best.pt"
+    _, cmp = get(f"{server.url}/api/compare?runs={ids[0]},{ids[4]}")
+    assert cmp["differ"] == ["model.hidden"] and [r["run_id"] for r in cmp["runs"]] == [ids[0], ids[4]]
+    assert get(f"{server.url}/api/compare?runs={ids[0]}")[0] == 400
+
+
+def test_port_in_use_is_one_line_exit_2(tmp_path):
+    synthetic_study(tmp_path / "sweeplab.db", "s", ["baseline"], seeds=1, epochs=1)
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen(1)
+        r = sweeplab("serve", "--out", str(tmp_path), "--port", str(port), timeout=60)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--port" in lines[0] and str(port) in lines[0] and "in use" in lines[0]
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_corrupt_or_missing_store_is_a_clear_message(tmp_path):
+    missing = sweeplab("serve", "--out", str(tmp_path / "none"), "--port", str(free_port()), timeout=60)
+    assert missing.returncode == 2 and "no run store" in missing.stderr and "Traceback" not in missing.stderr
+    (tmp_path / "sweeplab.db").write_bytes(b"this is not a database" * 100)
+    r = sweeplab("serve", "--out", str(tmp_path), "--port", str(free_port()), timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1
+    assert "sweeplab.db" in lines[0] and "not a SQLite database" in lines[0]
