@@ -107,7 +107,7 @@ def _wants_json(request: Request) -> bool:
 
 def _error(request: Request, status: int, title: str, message: str) -> Response:
     if _wants_json(request):
-        return JSONResponse({"error": message}, status_code=status, headers=_HEADERS)
+        return JSONResponse({"error": f"{title}: {message}"}, status_code=status, headers=_HEADERS)
     body = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)} - sweeplab</title>"
             "<link rel='stylesheet' href='/static/app.css'><header class='top'><a class='brand' href='/'>"
             f"sweeplab</a></header><main class='error'><h1>{html.escape(title)}</h1>"

@@ -36,8 +36,8 @@ async function load() {
 
 function maxEpoch() {
   let e = 0;
+  // The epochs trained so far, not those planned: a live study's curves fill the panel as they grow.
   for (const cols of Object.values(S.data.series)) for (const x of cols.epoch) e = Math.max(e, x);
-  for (const l of S.data.links) e = Math.max(e, l.epochs_planned || 0);
   return Math.max(e, 1);
 }
 
@@ -261,18 +261,20 @@ function merge(up) {
   renderProgress();
   renderLegend();
   renderRuns();
-  if (newPanel || maxEpoch() !== Number(document.getElementById("panels").dataset.epochs)) drawAll();
+  if (newPanel) drawAll();
   else refreshData();
   if (up.status_changed) loadTable();
 }
 
 function refreshData() {
   const epochs = maxEpoch();
+  const x = Array.from({ length: epochs }, (_, i) => i + 1);
   for (const [metric, u] of S.charts) {
     const lines = metricLines(metric, epochs);
     if (lines.length + 1 !== u.series.length) { drawAll(); return; }
-    u.setData([u.data[0], ...lines.map((l) => SL.forLog(l.values, S.logY))], true);
+    u.setData([x, ...lines.map((l) => SL.forLog(l.values, S.logY))], true);
   }
+  document.getElementById("panels").dataset.epochs = String(epochs);
 }
 
 async function reloadAll() {
