@@ -86,8 +86,13 @@ def study_payload(store: Store, name: str) -> dict[str, Any]:
         "study": study_json(record), "settings": settings_json(links),
         "links": [link_json(i, link) for i, link in enumerate(links)],
         "series": series, "metrics": present_metrics(series), "cursor": cursor(record.version, links),
-        "t_crit": t_table(links),
+        "t_crit": t_table(links), "eta_s": eta_seconds(_unique(links)),
     }
+
+
+def _unique(links: list[StudyRunRecord]) -> list[StudyRunRecord]:
+    """One link per run (a run shared by two arms trains once)."""
+    return list({link.run_id: link for link in links}.values())
 
 
 def t_table(links: list[StudyRunRecord]) -> dict[int, float]:
@@ -131,6 +136,7 @@ def study_updates(store: Store, name: str, after: str) -> dict[str, Any]:
     parsed = _parse_cursor(after)
     if parsed is None or parsed[0] != record.version or len(parsed[1]) != len(links):
         return {"reset": True, "cursor": cursor(record.version, links)}
+    eta = eta_seconds(_unique(links))
     changed, series = [], {}
     status_changed = False
     for i, (link, (done, status)) in enumerate(zip(links, parsed[1])):
@@ -141,7 +147,7 @@ def study_updates(store: Store, name: str, after: str) -> dict[str, Any]:
         if link.epochs_done > done and link.run_id not in series:
             series[link.run_id] = columns(store.epochs(link.run_id, after=done))
     return {"reset": False, "cursor": cursor(record.version, links), "links": changed,
-            "series": series, "status_changed": status_changed, "updated_at": record.updated_at}
+            "series": series, "status_changed": status_changed, "eta_s": eta}
 
 
 def studies_payload(store: Store) -> list[dict[str, Any]]:
@@ -149,7 +155,7 @@ def studies_payload(store: Store) -> list[dict[str, Any]]:
     out = []
     for record in store.list_studies():
         links = store.study_runs(record.name, record.version)
-        runs = {link.run_id: link for link in links}.values()  # a shared run counts once
+        runs = _unique(links)
         outcomes: dict[str, int] = {}
         for link in runs:
             outcomes[link.status] = outcomes.get(link.status, 0) + 1
@@ -159,7 +165,7 @@ def studies_payload(store: Store) -> list[dict[str, Any]]:
             **study_json(record), "runs": len(runs), "outcomes": outcomes, "arms": len(record.arms),
             "epochs_done": sum(link.epochs_done for link in runs),
             "epochs_planned": sum(link.epochs_planned or link.epochs_done for link in runs),
-            "eta_s": eta_seconds(list(runs)), "last_update": max([record.updated_at, *filter(None, beats)]),
+            "eta_s": eta_seconds(runs), "last_update": max([record.updated_at, *filter(None, beats)]),
         })
     return sorted(out, key=lambda s: s["last_update"], reverse=True)
 

@@ -32,7 +32,8 @@ SL.lineChart = function (box, spec) {
     groups.get(line.group).push(idx);
   });
   const acc = SL.isAcc(spec.metric || "");
-  const yFmt = (v) => (acc ? `${SL.num(v, 3)}%` : SL.num(v, 3));
+  // uPlot passes null for the log-axis ticks it leaves unlabelled.
+  const yFmt = (v) => (v === null ? "" : acc ? `${SL.num(v, 3)}%` : SL.num(v, 3));
   const opts = {
     width: Math.max(280, box.clientWidth), height: spec.height || 230,
     legend: { show: false }, series, bands,
@@ -41,7 +42,7 @@ SL.lineChart = function (box, spec) {
               y: spec.logY ? { distr: 3 } : { auto: true } },
     axes: [
       { label: spec.xLabel || "epoch", labelSize: 18, size: 34, stroke: "#555", grid: { stroke: "#eceef2", width: 1 },
-        ticks: { stroke: "#d0d4db" }, values: spec.xValues || ((u, ticks) => ticks.map((v) => SL.num(v, 3))),
+        ticks: { stroke: "#d0d4db" }, values: spec.xValues || ((u, ticks) => ticks.map((v) => (v === null ? "" : SL.num(v, 3)))),
         incrs: spec.xLabel ? undefined : [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000] },
       { size: 56, stroke: "#555", grid: { stroke: "#eceef2", width: 1 }, ticks: { stroke: "#d0d4db" },
         values: (u, ticks) => ticks.map(yFmt) },

@@ -83,7 +83,8 @@ function renderProgress() {
   document.getElementById("progress").replaceChildren(
     SL.el("div", { class: "progress-label" }, SL.el("strong", { id: "epochs-done" }, String(done)), ` / ${planned} epochs`),
     SL.el("div", { class: "bar" }, SL.el("div", { class: "fill", style: { width: `${(100 * frac).toFixed(1)}%` } })),
-    SL.outcomePills(outcomes));
+    SL.outcomePills(outcomes),
+    S.data.eta_s !== null && S.data.eta_s !== undefined ? SL.el("div", { class: "meta", id: "eta" }, `about ${SL.duration(S.data.eta_s)} to go at the pace so far`) : null);
 }
 
 function controls() {
@@ -236,6 +237,7 @@ async function poll() {
     S.updates++;
     if (up.reset) { await reloadAll(); return; }
     S.data.cursor = up.cursor;
+    S.data.eta_s = up.eta_s;
     if (up.links.length) merge(up);
     const active = S.data.links.some((l) => l.status === "running" || l.status === "pending");
     SL.setLive(active ? "on" : "idle", active ? `live · checked ${new Date().toLocaleTimeString()}` : "all runs stopped · watching");

@@ -46,7 +46,7 @@ function renderSweeps(t) {
     const lo = pts.map((p) => (p.ci_low === null ? null : cut(p.ci_low * scale)));
     const hi = pts.map((p) => (p.ci_high === null ? null : cut(p.ci_high * scale)));
     SL.lineChart(plot, { metric: t.metric, x: pts.map((p) => p.x), logX: sw.log_x, xLabel: sw.axis, height: 220,
-      xValues: (u, ticks) => ticks.map((v) => (!sw.log_x || pts.some((p) => Math.abs(p.x - v) < 1e-12 * Math.abs(v)) ||
+      xValues: (u, ticks) => ticks.map((v) => (v === null ? "" : !sw.log_x || pts.some((p) => Math.abs(p.x - v) < 1e-12 * Math.abs(v)) ||
         Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-9 ? SL.num(v, 3) : "")), draw: SL.errorBars(lo, hi, colour),
       points: true, lines: [{ group: sw.arm, role: "mean", colour, values: pts.map((p) => p.mean * scale) },
         { group: sw.arm, role: "range", colour, values: lo }, { group: sw.arm, role: "range", colour, values: hi }] });
