@@ -30,31 +30,39 @@ def metrics(arm_index: int, seed: int, epoch: int) -> dict[str, float]:
             "train_images_per_s": 5000.0 + 100 * arm_index}
 
 
-def synthetic_study(db: Path, name: str, arms: list[str], seeds: int, epochs: int, *,
-                    done: int | None = None) -> list[str]:
+def synthetic_study(db: Path, name: str, arms: list[str | tuple[str, str, dict[str, Any]]], seeds: int,
+                    epochs: int, *, done: int | None = None, diverge: dict[int, int] | None = None) -> list[str]:
     """Write a study with ``arms`` (the first is the baseline) x ``seeds`` runs, each with ``done``
-    of its ``epochs`` committed (all by default; runs not finished stay ``running``). Returns the
-    run ids in link order."""
+    of its ``epochs`` committed (all by default; runs not finished stay ``running``). An arm is a
+    name, or ``(arm, label, axes)`` for one point of a grid arm. ``diverge``: link index -> the
+    epoch in which that run diverged (rows before it only). Returns the run ids in link order."""
     done = epochs if done is None else done
+    diverge = diverge or {}
+    points = [(a, a, {}) if isinstance(a, str) else a for a in arms]
     with Store(db) as store:
         links, ids = [], []
-        for a, arm in enumerate(arms):
+        for a, (arm, label, _) in enumerate(points):
             for seed in range(seeds):
                 run_id = f"{name[:8]}-{a:03d}-{seed:02d}"
                 config = {"model": {"name": "mlp", "hidden": [16 * (a + 1)]}, "seed": seed, "epochs": epochs}
-                store.upsert_run(run_id, json.dumps(config), seed, label=arm, epochs_planned=epochs)
-                links.append(Link(arm=arm, seed=seed, run_id=run_id, label=arm))
+                store.upsert_run(run_id, json.dumps(config), seed, label=label, epochs_planned=epochs)
+                links.append(Link(arm=arm, seed=seed, run_id=run_id, label=label))
                 ids.append(run_id)
-        spec = {"name": name, "arms": [{"name": a} for a in arms],
-                "runs": [{"arm": link.arm, "label": link.label, "axes": {}} for link in links]}
-        store.save_study(name, spec_json=json.dumps(spec), arms=[Arm(a) for a in arms], links=links,
+        arm_names = list(dict.fromkeys(arm for arm, _, _ in points))
+        spec = {"name": name, "arms": [{"name": a} for a in arm_names],
+                "runs": [{"arm": arm, "label": label, "axes": axes} for arm, label, axes in points]}
+        store.save_study(name, spec_json=json.dumps(spec), arms=[Arm(a) for a in arm_names], links=links,
                          description=f"synthetic study {name}")
         for i, link in enumerate(links):
             store.set_status(link.run_id, "running")
-            for epoch in range(1, done + 1):
+            last = min(done, diverge.get(i, epochs + 1) - 1)
+            for epoch in range(1, last + 1):
                 row = metrics(i // seeds, link.seed, epoch)
                 store.commit_epoch(link.run_id, epoch, row, None, add_wall_time_s=row["epoch_time_s"])
-            if done == epochs:
+            if i in diverge:
+                store.set_status(link.run_id, "diverged", json.dumps(
+                    {"epoch": diverge[i], "step": 3, "reason": "non-finite training loss (nan)"}))
+            elif done == epochs:
                 store.set_status(link.run_id, "completed")
     return ids
 

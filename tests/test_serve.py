@@ -88,6 +88,26 @@ def test_table_is_the_reports(served):
     assert by_name["live"]["outcomes"].get("running", 0) >= 4 and by_name["live"]["eta_s"] is not None
 
 
+def test_sweeps_and_divergence(tmp_path):
+    grid = [("baseline", "baseline", {})] + [("lr", f"lr: optim.lr={v}", {"optim.lr": v}) for v in (0.001, 0.01, 0.1)]
+    synthetic_study(tmp_path / "sweeplab.db", "grid", grid, seeds=2, epochs=4, diverge={7: 3})
+    with Server(tmp_path) as server:
+        _, table = get(f"{server.url}/api/study/grid/table")
+        _, study = get(f"{server.url}/api/study/grid")
+    with Store(tmp_path / "sweeplab.db", readonly=True) as store:
+        report = build_report(store, "grid", with_figures=False)
+    [sweep] = table["sweeps"]
+    assert sweep["arm"] == "lr" and sweep["axis"] == "optim.lr" and sweep["log_x"]  # 0.001..0.1 spans decades
+    assert [p["x"] for p in sweep["points"]] == [0.001, 0.01, 0.1]
+    for p in sweep["points"]:
+        assert p["mean"] == pytest.approx(report.setting(p["label"]).metric.mean)
+    assert sweep["points"][2]["n"] == 1  # one of its two seeds diverged: left out of the final mean
+    diverged = [link for link in study["links"] if link["status"] == "diverged"]
+    assert [(d["index"], d["diverged_epoch"]) for d in diverged] == [(7, 3)]
+    assert study["series"][diverged[0]["run_id"]]["epoch"] == [1, 2]
+    assert "nan" in diverged[0]["detail"]
+
+
 @pytest.mark.parametrize("path", ["/api/study/..%2F..", "/api/study/..%2F..%2Fetc%2Fpasswd", "/api/study/nope",
                                   "/api/study/nope/updates?after=v1:", "/api/run/nope", "/study/nope",
                                   "/run/nope", "/static/..%2F..%2Fapp.py", "/static/../app.py", "/nothing"])

@@ -38,7 +38,7 @@ ARMS = ["baseline", XSS, "wide", "deep"]
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("dash")
-    synthetic_study(out / "sweeplab.db", "demo", ARMS, seeds=3, epochs=12)
+    synthetic_study(out / "sweeplab.db", "demo", ARMS, seeds=3, epochs=12, diverge={11: 8})  # deep, seed 2
     return out
 
 
@@ -164,6 +164,23 @@ def test_toggles_hide_an_arm_and_switch_the_axis(page):
     seeds = pg.evaluate("[...window.studyState.charts.get('test_acc').series].filter(s => s.role === 'seed' && s.show).length")
     assert seeds == 3 * len(ARMS)
     page.shot("study-logy-seeds")
+
+    pg.locator("#t-logx").check()
+    assert pg.evaluate("window.studyState.charts.get('test_acc').scales.x.distr") == 3
+
+    # The diverged run is marked at the epoch it diverged in (8), on its last recorded value.
+    marks = pg.evaluate("""() => { const u = window.studyState.charts.get('train_loss');
+      return u.series.map((s, i) => [s.role, s.group, u.data[i]]).filter(([r]) => r === 'mark'); }""")
+    assert [(g, [i for i, v in enumerate(d) if v is not None]) for _, g, d in marks] == [("deep", [7])]
+
+    pg.locator("#smooth").fill("0.6")
+    mean, raw, shown = pg.evaluate("""() => { const u = window.studyState.charts.get('test_acc');
+      const i = u.series.findIndex(s => s.role === 'mean' && s.group === 'baseline');
+      const j = u.series.findIndex(s => s.role === 'raw' && s.group === 'baseline');
+      return [u.data[i], u.data[j], u.series[j].show]; }""")
+    assert shown and "smooth=0.6" in pg.url
+    assert mean[0] == pytest.approx(raw[0])  # debiased: the first point is not pulled towards 0
+    assert mean[-1] < raw[-1] - 0.5  # a rising curve, smoothed, lags behind its raw points
 
 
 @pytest.mark.slow

@@ -21,6 +21,9 @@ SL.el = function (tag, attrs, ...children) {
   return node;
 };
 
+/** node.replaceChildren(...) without the nulls (replaceChildren would insert the text "null"). */
+SL.fill = (node, ...children) => node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+
 SL.fetchJSON = async function (url) {
   const r = await fetch(url, { cache: "no-store" });
   let body = null;
@@ -90,7 +93,7 @@ SL.outcomePills = (outcomes) =>
 /** The top bar: brand, breadcrumb (a list of [text, href|null]) and a live indicator. */
 SL.header = function (crumbs) {
   const bar = document.getElementById("top");
-  bar.replaceChildren(
+  SL.fill(bar, 
     SL.el("a", { class: "brand", href: "/" }, SL.el("span", { class: "logo" }, "◆"), "sweeplab"),
     SL.el("nav", { class: "crumbs" }, crumbs.map(([text, href]) =>
       SL.el("span", { class: "crumb" }, href ? SL.el("a", { href }, text) : text))),
@@ -100,11 +103,11 @@ SL.setLive = function (state, text) {
   const live = document.getElementById("live");
   if (!live) return;
   live.className = `live ${state}`;
-  live.replaceChildren(SL.el("span", { class: "dot" }), text);
+  SL.fill(live, SL.el("span", { class: "dot" }), text);
 };
 SL.fail = function (where, err) {
   const box = document.getElementById(where) || document.body;
-  box.replaceChildren(SL.el("div", { class: "error-box" }, SL.el("strong", {}, "Cannot show this: "), err.message));
+  SL.fill(box, SL.el("div", { class: "error-box" }, SL.el("strong", {}, "Cannot show this: "), err.message));
   SL.setLive("down", "store unreadable");
 };
 

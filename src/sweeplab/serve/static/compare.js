@@ -11,7 +11,7 @@ async function main() {
   const main = document.getElementById("main");
   const cell = (v) => SL.el("td", { class: "mono" }, v === undefined ? "–" : JSON.stringify(v));
   const cfgRows = (keys, cls) => keys.map((k) => SL.el("tr", { class: cls }, SL.el("th", { class: "mono" }, k), c.configs.map((cfg) => cell(cfg[k]))));
-  main.replaceChildren(
+  SL.fill(main, 
     SL.el("section", { class: "study-head" }, SL.el("div", {}, SL.el("h1", {}, `Comparing ${c.runs.length} runs`))),
     SL.el("section", { class: "legend" }, c.runs.map((r, i) => SL.el("a", { class: "legend-item", href: `/run/${encodeURIComponent(r.run_id)}` },
       SL.el("span", { class: "swatch", style: { "--c": colours[i] } }), SL.el("span", { class: "legend-label" }, name(r)), SL.statusPill(r.status)))),

@@ -29,7 +29,7 @@ function classTable(acc, names) {
 
 function epochView(r, box, epoch) {
   const row = r.per_class.find((p) => p.epoch === epoch);
-  box.replaceChildren(row.per_class_acc ? SL.el("div", {}, SL.el("h3", {}, `Per-class test accuracy, epoch ${epoch}`), classTable(row.per_class_acc, r.class_names)) : null,
+  SL.fill(box, row.per_class_acc ? SL.el("div", {}, SL.el("h3", {}, `Per-class test accuracy, epoch ${epoch}`), classTable(row.per_class_acc, r.class_names)) : null,
     row.confusion ? SL.el("div", {}, SL.el("h3", {}, `Confusion matrix, epoch ${epoch}`), matrix(row.confusion, r.class_names)) : null);
 }
 
@@ -44,7 +44,7 @@ async function main() {
   const epochBox = SL.el("div", { class: "epoch-view" });
   const picker = r.per_class.length ? SL.el("select", { id: "epoch-pick", on: { change: (e) => epochView(r, epochBox, Number(e.target.value)) } },
     r.per_class.map((p) => SL.el("option", { value: p.epoch, selected: p === r.per_class[r.per_class.length - 1] }, `epoch ${p.epoch}`))) : null;
-  main.replaceChildren(
+  SL.fill(main, 
     SL.el("section", { class: "study-head" }, SL.el("div", {},
       SL.el("h1", {}, r.link ? r.link.label : (r.label || r.run_id), SL.el("span", { class: "muted" }, ` · seed ${r.seed}`)),
       SL.el("p", { class: "meta" }, SL.statusPill(r.status), r.detail ? ` ${r.detail}` : "",

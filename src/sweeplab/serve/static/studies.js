@@ -18,7 +18,7 @@ async function refresh(first) {
       SL.el("td", { class: "num" }, s.eta_s === null ? "–" : SL.duration(s.eta_s)),
       SL.el("td", { class: "num", title: s.last_update }, SL.ago(s.last_update)));
   });
-  main.replaceChildren(
+  SL.fill(main, 
     SL.el("section", { class: "study-head" }, SL.el("div", {}, SL.el("h1", {}, "Studies"),
       SL.el("p", { class: "meta mono" }, data.store))),
     data.studies.length

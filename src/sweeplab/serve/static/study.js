@@ -44,7 +44,7 @@ function maxEpoch() {
 function layout() {
   const d = S.data, st = d.study;
   const main = document.getElementById("main");
-  main.replaceChildren(
+  SL.fill(main, 
     SL.el("section", { class: "study-head" },
       SL.el("div", {},
         SL.el("h1", { id: "study-name" }, st.name),
@@ -80,7 +80,7 @@ function renderProgress() {
     done += l.epochs_done; planned += l.epochs_planned || l.epochs_done;
   }
   const frac = planned ? done / planned : 0;
-  document.getElementById("progress").replaceChildren(
+  SL.fill(document.getElementById("progress"), 
     SL.el("div", { class: "progress-label" }, SL.el("strong", { id: "epochs-done" }, String(done)), ` / ${planned} epochs`),
     SL.el("div", { class: "bar" }, SL.el("div", { class: "fill", style: { width: `${(100 * frac).toFixed(1)}%` } })),
     SL.outcomePills(outcomes),
@@ -109,7 +109,8 @@ function settingRuns(label) {
 
 function renderLegend() {
   const box = document.getElementById("legend");
-  box.replaceChildren(...S.data.settings.map((s) => {
+  const anyDiverged = S.data.links.some((l) => l.status === "diverged");
+  SL.fill(box, ...S.data.settings.map((s) => {
     const style = S.styles.get(s.label);
     const links = S.data.links.filter((l) => l.label === s.label);
     const diverged = links.filter((l) => l.status === "diverged");
@@ -122,7 +123,7 @@ function renderLegend() {
       SL.el("span", { class: "legend-n" }, `n=${links.length}`),
       diverged.length ? SL.el("span", { class: "tag warn" }, `${diverged.length} diverged`) : null);
     return item;
-  }));
+  }), anyDiverged ? SL.el("span", { class: "hint legend-note" }, "○ marks a diverged run at the epoch its loss blew up (on its last recorded value)") : null);
 }
 
 function applyHidden() {
@@ -169,7 +170,7 @@ function drawAll() {
   const x = Array.from({ length: epochs }, (_, i) => i + 1);
   for (const u of S.charts.values()) u.destroy();
   S.charts.clear();
-  panels.replaceChildren();
+  SL.fill(panels);
   for (const metric of S.data.metrics) {
     const plot = SL.el("div", { class: "plot" });
     const readout = SL.el("div", { class: "readout" }, "\u00a0");
@@ -196,7 +197,7 @@ function readoutText(box, u, idx) {
     parts.push(SL.el("span", { class: "ro" }, SL.el("span", { class: "swatch sm", style: { "--c": S.styles.get(s.group).colour } }),
       `${s.group}: ${SL.num(v, 4)}${rawText}`));
   });
-  box.replaceChildren(...parts);
+  SL.fill(box, ...parts);
 }
 
 function renderRuns() {
@@ -210,7 +211,7 @@ function renderRuns() {
     SL.el("td", { class: "num" }, `${l.epochs_done} / ${l.epochs_planned ?? "?"}`),
     SL.el("td", { class: "num" }, SL.duration(l.wall_time_s)),
     SL.el("td", {}, SL.el("a", { class: "mono", href: `/run/${encodeURIComponent(l.run_id)}` }, l.run_id))));
-  document.getElementById("runs").replaceChildren(
+  SL.fill(document.getElementById("runs"), 
     SL.el("table", { class: "grid" }, SL.el("thead", {}, SL.el("tr", {}, ["", "setting", "seed", "outcome", "epochs", "wall time", "run"].map((h) => SL.el("th", {}, h)))),
       SL.el("tbody", {}, rows)),
     SL.el("p", {}, SL.el("a", { id: "compare-link", class: "button disabled", href: "#" }, "Compare selected")));

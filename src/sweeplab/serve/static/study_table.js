@@ -25,7 +25,7 @@ function renderTable(t) {
       SL.el("td", { class: "num" + (vs && vs.significant ? " sig" : "") }, delta),
       SL.el("td", { class: "num" + (vs && vs.significant ? " sig" : "") }, p));
   });
-  document.getElementById("table").replaceChildren(SL.el("table", { class: "grid", id: "comparison" },
+  SL.fill(document.getElementById("table"), SL.el("table", { class: "grid", id: "comparison" },
     SL.el("thead", {}, SL.el("tr", {}, head.map((h) => SL.el("th", {}, h)))), SL.el("tbody", {}, rows)),
     SL.el("p", { class: "hint" }, `Bold Δ and p: significant at α = ${t.alpha}. Rows with no completed run have no rank.`));
 }
@@ -34,7 +34,7 @@ function renderSweeps(t) {
   const card = document.getElementById("sweeps-card");
   card.hidden = !t.sweeps.length;
   const box = document.getElementById("sweeps");
-  box.replaceChildren();
+  SL.fill(box);
   const scale = SL.isAcc(t.metric) ? 100 : 1;
   for (const sw of t.sweeps) {
     const plot = SL.el("div", { class: "plot" });
