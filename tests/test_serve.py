@@ -169,3 +169,10 @@ def test_corrupt_or_missing_store_is_a_clear_message(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1
     assert "sweeplab.db" in lines[0] and "not a SQLite database" in lines[0]
+
+
+def test_only_loopback_hosts_pass_without_a_warning():
+    from sweeplab.serve.server import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "::1", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.5", "example.org"))

@@ -11,8 +11,15 @@ async function main() {
   const main = document.getElementById("main");
   const cell = (v) => SL.el("td", { class: "mono" }, v === undefined ? "–" : JSON.stringify(v));
   const cfgRows = (keys, cls) => keys.map((k) => SL.el("tr", { class: cls }, SL.el("th", { class: "mono" }, k), c.configs.map((cfg) => cell(cfg[k]))));
+  const input = SL.el("input", { type: "text", id: "add-run", placeholder: "run id (or a unique prefix) from any study", size: 36 });
+  const add = () => {
+    const id = input.value.trim();
+    if (id) location.search = `?runs=${[...ids, id].map(encodeURIComponent).join(",")}`;
+  };
+  input.addEventListener("keydown", (e) => { if (e.key === "Enter") add(); });
   SL.fill(main, 
-    SL.el("section", { class: "study-head" }, SL.el("div", {}, SL.el("h1", {}, `Comparing ${c.runs.length} runs`))),
+    SL.el("section", { class: "study-head" }, SL.el("div", {}, SL.el("h1", {}, `Comparing ${c.runs.length} runs`)),
+      SL.el("div", { class: "add-run" }, input, SL.el("button", { type: "button", class: "button", on: { click: add } }, "Add run"))),
     SL.el("section", { class: "legend" }, c.runs.map((r, i) => SL.el("a", { class: "legend-item", href: `/run/${encodeURIComponent(r.run_id)}` },
       SL.el("span", { class: "swatch", style: { "--c": colours[i] } }), SL.el("span", { class: "legend-label" }, name(r)), SL.statusPill(r.status)))),
     SL.el("section", { class: "panels", id: "panels" }),
