@@ -22,6 +22,7 @@ from sweeplab.store import Store
 pytestmark = pytest.mark.timeout(60)
 
 ARMS = ["baseline", "<script>alert(1)</script>", "wide"]
+GRID = [("baseline", "baseline", {})] + [("lr", f"lr: optim.lr={v}", {"optim.lr": v}) for v in (0.001, 0.01, 0.1)]
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,8 @@ def served(tmp_path_factory):
     out = tmp_path_factory.mktemp("serve")
     ids = synthetic_study(out / "sweeplab.db", "live", ARMS, seeds=2, epochs=5, done=3)
     synthetic_study(out / "sweeplab.db", "done", ["baseline", "other"], seeds=3, epochs=4)
+    synthetic_study(out / "sweeplab.db", "lab/x y", ["baseline"], seeds=1, epochs=2)
+    synthetic_study(out / "sweeplab.db", "grid", GRID, seeds=2, epochs=4, diverge={7: 3})
     with Server(out) as server:
         yield server, out, ids
 
@@ -43,6 +46,15 @@ def test_study_payload_has_every_arm_and_run(served):
     assert all(data["series"][i]["epoch"] == [1, 2, 3] for i in ids)
     assert data["series"][ids[0]]["test_acc"][2] == pytest.approx(metrics(0, 0, 3)["test_acc"])
     assert "test_acc" in data["metrics"] and "val_acc" not in data["metrics"]  # never recorded: no panel
+
+
+def test_a_study_name_with_a_slash_is_a_name(served):
+    server, _, _ = served
+    status, data = get(f"{server.url}/api/study/lab%2Fx%20y")
+    assert status == 200 and data["study"]["name"] == "lab/x y"
+    assert get(f"{server.url}/api/study/lab%2Fx%20y/table")[1]["rows"][0]["label"] == "baseline"
+    assert get(f"{server.url}/study/lab%2Fx%20y")[0] == 200
+    assert get(f"{server.url}/api/study/lab%2Fx")[0] == 404
 
 
 def test_updates_return_only_new_rows(served):
@@ -88,13 +100,11 @@ def test_table_is_the_reports(served):
     assert by_name["live"]["outcomes"].get("running", 0) >= 4 and by_name["live"]["eta_s"] is not None
 
 
-def test_sweeps_and_divergence(tmp_path):
-    grid = [("baseline", "baseline", {})] + [("lr", f"lr: optim.lr={v}", {"optim.lr": v}) for v in (0.001, 0.01, 0.1)]
-    synthetic_study(tmp_path / "sweeplab.db", "grid", grid, seeds=2, epochs=4, diverge={7: 3})
-    with Server(tmp_path) as server:
-        _, table = get(f"{server.url}/api/study/grid/table")
-        _, study = get(f"{server.url}/api/study/grid")
-    with Store(tmp_path / "sweeplab.db", readonly=True) as store:
+def test_sweeps_and_divergence(served):
+    server, out, _ = served
+    _, table = get(f"{server.url}/api/study/grid/table")
+    _, study = get(f"{server.url}/api/study/grid")
+    with Store(out / "sweeplab.db", readonly=True) as store:
         report = build_report(store, "grid", with_figures=False)
     [sweep] = table["sweeps"]
     assert sweep["arm"] == "lr" and sweep["axis"] == "optim.lr" and sweep["log_x"]  # 0.001..0.1 spans decades

@@ -71,14 +71,16 @@ def make_app(store: Store) -> Starlette:
 
     routes = [
         Route("/", page("index.html")),
-        Route("/study/{name}", page("study.html", study)),
+        # A study name is data, not a path, and may hold a "/": it is looked up among the store's
+        # studies and never touches the filesystem ("/api/study/..%2F.." is just an unknown name).
+        Route("/study/{name:path}", page("study.html", study)),
         Route("/run/{run}", page("run.html", run)),
         Route("/compare", page("compare.html")),
         Route("/api/studies", api(lambda r: {"store": str(store.path), "studies": data.studies_payload(store)})),
-        Route("/api/study/{name}", api(lambda r: data.study_payload(store, study(r)))),
-        Route("/api/study/{name}/updates",
+        Route("/api/study/{name:path}/updates",
               api(lambda r: data.study_updates(store, study(r), r.query_params.get("after", "")))),
-        Route("/api/study/{name}/table", api(lambda r: tables.table_payload(store, study(r)))),
+        Route("/api/study/{name:path}/table", api(lambda r: tables.table_payload(store, study(r)))),
+        Route("/api/study/{name:path}", api(lambda r: data.study_payload(store, study(r)))),
         Route("/api/run/{run}", api(lambda r: tables.run_payload(store, run(r)))),
         Route("/api/compare", api(lambda r: tables.compare_payload(store, _run_ids(store, r)))),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
