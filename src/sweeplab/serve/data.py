@@ -58,19 +58,32 @@ def link_json(i: int, link: StudyRunRecord) -> dict[str, Any]:
 
 
 def cursor(version: int, links: list[StudyRunRecord]) -> str:
-    """What the page has seen: the study version and each link's (epochs done, status)."""
-    tokens = ".".join(f"{link.epochs_done}-{RUN_STATUSES.index(link.status)}" for link in links)
-    return f"v{version}:{tokens}"
+    """What the page has seen: the study version and each link's (epochs done, status), repeats
+    run-length encoded (``200-2*150``: 150 links in a row with 200 epochs, completed), so the
+    cursor of a big finished study stays a few characters long."""
+    tokens = [f"{link.epochs_done}-{RUN_STATUSES.index(link.status)}" for link in links]
+    runs: list[list[Any]] = []
+    for tok in tokens:
+        if runs and runs[-1][0] == tok:
+            runs[-1][1] += 1
+        else:
+            runs.append([tok, 1])
+    return f"v{version}:" + ".".join(tok if n == 1 else f"{tok}*{n}" for tok, n in runs)
 
 
 def _parse_cursor(text: str) -> tuple[int, list[tuple[int, int]]] | None:
     try:
         head, _, body = text.partition(":")
         version = int(head.removeprefix("v"))
-        seen = [tuple(int(x) for x in tok.split("-")) for tok in body.split(".")] if body else []
-        if any(len(t) != 2 for t in seen):
-            return None
-        return version, seen  # type: ignore[return-value]
+        seen: list[tuple[int, int]] = []
+        for part in body.split(".") if body else []:
+            tok, _, count = part.partition("*")
+            done, status = (int(x) for x in tok.split("-"))
+            n = int(count) if count else 1
+            if not 0 <= status < len(RUN_STATUSES) or not 1 <= n <= 1_000_000:
+                return None
+            seen.extend([(done, status)] * n)
+        return version, seen
     except ValueError:
         return None
 

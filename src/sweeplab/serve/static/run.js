@@ -51,7 +51,9 @@ async function main() {
         ` · ${r.epochs_done} / ${r.epochs_planned ?? "?"} epochs · ${SL.duration(r.wall_time_s)} · ${r.params ? r.params.toLocaleString() + " params" : ""} · ${r.device || ""}`),
       SL.el("p", { class: "meta mono" }, `run ${r.run_id}`, r.studies.length > 1 ? ` · in studies: ${r.studies.join(", ")}` : ""))),
     SL.el("section", { class: "two" },
-      SL.el("div", { class: "card" }, SL.el("h2", {}, "Config"), SL.el("p", { class: "hint" }, "What differs from the study's baseline:"), kv(r.config_diff || {}), full),
+      r.config_diff === null
+        ? SL.el("div", { class: "card" }, SL.el("h2", {}, "Config"), SL.el("p", { class: "hint" }, "This run belongs to no study (trained with sweeplab train):"), kv(r.config))
+        : SL.el("div", { class: "card" }, SL.el("h2", {}, "Config"), SL.el("p", { class: "hint" }, "What differs from the study's baseline:"), kv(r.config_diff), full),
       SL.el("div", { class: "card" }, SL.el("h2", {}, "Best checkpoint"),
         SL.el("p", { class: "hint" }, "Export the weights kept at the best epoch (by the study metric) as a plain state_dict:"),
         SL.el("pre", { id: "ckpt-cmd" }, r.checkpoint_command),
