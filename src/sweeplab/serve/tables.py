@@ -19,7 +19,7 @@ from sweeplab.report.tables import (
 from sweeplab.store import Store
 from sweeplab.vocabulary import detail_line
 
-from .data import columns, link_json
+from .data import columns, link_json, settings_json
 
 
 def summary_json(s: Summary) -> dict[str, Any]:
@@ -85,9 +85,10 @@ def run_payload(store: Store, prefix: str) -> dict[str, Any]:
     rec = store.find_run(prefix)
     rows = store.epochs(rec.id)
     studies = _studies_of(store, rec.id)
-    diff, study, link = None, None, None
+    diff, study, link, settings = None, None, None, []
     if studies:
         study, links = studies[0]
+        settings = settings_json(links)  # the page colours the run as its arm is coloured in the study
         link = next(link_json(i, lk) for i, lk in enumerate(links) if lk.run_id == rec.id)
         configs = {lk.run_id: lk for lk in links}
         members = [SimpleNamespace(arm=lk.arm, config=store.get_run(lk.run_id).config)
@@ -105,7 +106,7 @@ def run_payload(store: Store, prefix: str) -> dict[str, Any]:
         "seed": rec.seed, "label": rec.label, "epochs_done": rec.epochs_done, "epochs_planned": rec.epochs_planned,
         "wall_time_s": rec.wall_time_s, "params": rec.params, "device": rec.device,
         "started_at": rec.started_at, "finished_at": rec.finished_at,
-        "study": study, "link": link, "studies": [name for name, _ in studies],
+        "study": study, "link": link, "settings": settings, "studies": [name for name, _ in studies],
         "config_diff": diff, "config": flatten(rec.config), "series": columns(rows),
         "per_class": per_epoch, "class_names": classes if isinstance(classes, list) else None,
         "checkpoint_command": f"sweeplab checkpoint {rec.id} --kind best -o {rec.id}-best.pt",

@@ -38,7 +38,10 @@ async function main() {
   let r;
   try { r = await SL.fetchJSON(`/api/run/${encodeURIComponent(RUN)}`); } catch (err) { SL.fail("main", err); return; }
   SL.header([["Studies", "/"], ...(r.study ? [[r.study, `/study/${encodeURIComponent(r.study)}`]] : []), [`run ${r.run_id}`, null]]);
-  const colour = r.link && r.link.arm === "baseline" ? SL.BASELINE : SL.PALETTE[0];
+  const style = r.link ? SL.styles(r.settings).get(r.link.label) : null;
+  const colour = style ? style.colour : SL.PALETTE[0];
+  const facts = [`${r.epochs_done} / ${r.epochs_planned ?? "?"} epochs`, SL.duration(r.wall_time_s),
+    r.params ? `${r.params.toLocaleString()} params` : null, r.device].filter(Boolean).join(" · ");
   const full = SL.el("details", { class: "full-config" }, SL.el("summary", {}, "Full config"), kv(r.config));
   const main = document.getElementById("main");
   const epochBox = SL.el("div", { class: "epoch-view" });
@@ -47,8 +50,7 @@ async function main() {
   SL.fill(main, 
     SL.el("section", { class: "study-head" }, SL.el("div", {},
       SL.el("h1", {}, r.link ? r.link.label : (r.label || r.run_id), SL.el("span", { class: "muted" }, ` · seed ${r.seed}`)),
-      SL.el("p", { class: "meta" }, SL.statusPill(r.status), r.detail ? ` ${r.detail}` : "",
-        ` · ${r.epochs_done} / ${r.epochs_planned ?? "?"} epochs · ${SL.duration(r.wall_time_s)} · ${r.params ? r.params.toLocaleString() + " params" : ""} · ${r.device || ""}`),
+      SL.el("p", { class: "meta" }, SL.statusPill(r.status), r.detail ? ` ${r.detail}` : "", ` · ${facts}`),
       SL.el("p", { class: "meta mono" }, `run ${r.run_id}`, r.studies.length > 1 ? ` · in studies: ${r.studies.join(", ")}` : ""))),
     SL.el("section", { class: "two" },
       r.config_diff === null
