@@ -25,9 +25,15 @@ def metrics(arm_index: int, seed: int, epoch: int) -> dict[str, float]:
     """A plausible epoch row: loss falling, accuracy rising, a little different per arm and seed."""
     rate = 0.15 + 0.05 * arm_index
     acc = 0.95 - 0.6 * math.exp(-rate * epoch) - 0.01 * arm_index + 0.003 * seed
+    # What the trainer also stores for a 10-class dataset (in extra_json): per-class accuracy and
+    # the confusion matrix of every epoch, so reading rows costs what it costs on a real store.
+    per_class = [min(1.0, max(0.0, acc + 0.01 * (k - 5))) for k in range(10)]
+    confusion = [[int(180 * per_class[i]) if i == j else int(20 * (1 - per_class[i]) / 9) for j in range(10)]
+                 for i in range(10)]
     return {"train_loss": 2.3 * math.exp(-rate * epoch) + 0.05, "test_loss": 2.2 * math.exp(-rate * epoch) + 0.1,
-            "train_acc": min(acc + 0.02, 1.0), "test_acc": acc, "lr": 0.05, "epoch_time_s": 1.0 + 0.1 * seed,
-            "train_images_per_s": 5000.0 + 100 * arm_index}
+            "train_acc": min(acc + 0.02, 1.0), "test_acc": acc, "lr": 0.05, "lr_mean": 0.05,
+            "epoch_time_s": 1.0 + 0.1 * seed, "train_images_per_s": 5000.0 + 100 * arm_index,
+            "test_per_class_acc": per_class, "test_confusion": confusion}
 
 
 def synthetic_study(db: Path, name: str, arms: list[str | tuple[str, str, dict[str, Any]]], seeds: int,

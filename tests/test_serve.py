@@ -100,6 +100,25 @@ def test_table_is_the_reports(served):
     assert by_name["live"]["outcomes"].get("running", 0) >= 4 and by_name["live"]["eta_s"] is not None
 
 
+def test_final_rows_extra_is_enough_for_the_table(served):
+    """The dashboard reads only each run's last row with its extra metrics; every number of the
+    table, per-class accuracy and confusion matrix included, is the same as from every row."""
+    from dataclasses import asdict
+
+    from sweeplab.report.tables import group_settings, load_runs, rank_settings
+
+    _, out, _ = served
+    with Store(out / "sweeplab.db", readonly=True) as store:
+        spec = store.get_study("grid").spec
+        full = rank_settings(group_settings(load_runs(store, "grid"), spec), "test_acc")
+        light_runs = load_runs(store, "grid", extra="final")
+        light = rank_settings(group_settings(light_runs, spec), "test_acc")
+    assert any(s.confusion for s in full) and any(s.per_class_acc for s in full)
+    drop = lambda s: {k: v for k, v in asdict(s).items() if k != "runs"}  # noqa: E731
+    assert [drop(s) for s in light] == [drop(s) for s in full]
+    assert "test_confusion" not in light_runs[0].epochs[0] and "test_confusion" in light_runs[0].epochs[-1]
+
+
 def test_sweeps_and_divergence(served):
     server, out, _ = served
     _, table = get(f"{server.url}/api/study/grid/table")

@@ -163,11 +163,12 @@ class ArmSetting:
         return self.rank == 1
 
 
-def load_runs(store: Store, study: str, version: int | None = None) -> list[RunData]:
+def load_runs(store: Store, study: str, version: int | None = None, *, extra: str = "all") -> list[RunData]:
     """Every (arm, run) link of the study's default version (or ``version``) with its run's
-    record and epoch rows, in link order (read by ``store.export.study_results``)."""
+    record and epoch rows, in link order (read by ``store.export.study_results``; ``extra="final"``:
+    the extra metrics of each run's last row only, all that the comparison table needs)."""
     out = []
-    for linked in study_results(store, study, version):
+    for linked in study_results(store, study, version, extra=extra):
         link, rec = linked.link, linked.run
         env = rec.env
         out.append(RunData(

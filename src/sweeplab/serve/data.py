@@ -1,7 +1,7 @@
 """The studies list and a study's curves as JSON, and the cursor that keeps a page live.
 
-Everything is read through the store's readers (``Store.study_runs``, ``Store.epochs``,
-``store.export.study_results``): no SQL here. A study page loads the whole study once
+Everything is read through the store's readers (``Store.study_runs``, ``Store.epochs``): no SQL
+here. Curves need only the metric columns, so rows are read without their extra metrics. A study page loads the whole study once
 (:func:`study_payload`); after that it polls :func:`study_updates` with the cursor it was given,
 and gets only the links whose progress or outcome changed and only their new epoch rows. The
 cursor is one ``<epochs done>-<status>`` token per link of the study version shown, so checking
@@ -17,7 +17,6 @@ from typing import Any
 
 from sweeplab.report.stats import t_critical
 from sweeplab.store import RUN_STATUSES, Store, StudyRunRecord
-from sweeplab.store.export import study_results
 from sweeplab.vocabulary import BASELINE_ARM, detail_line, parse_detail
 
 #: Per-epoch scalars a study page draws, in panel order.
@@ -92,9 +91,11 @@ def study_payload(store: Store, name: str) -> dict[str, Any]:
     """Everything a study page draws: the study, its arm settings in study order, its links and
     every run's curves (once per run, even when two arms share it), and the cursor."""
     record = store.get_study(name)
-    linked = study_results(store, name, record.version)
-    links = [lr.link for lr in linked]
-    series = {lr.run.id: columns(list(lr.epochs)) for lr in linked}
+    links = store.study_runs(name, record.version)
+    series = {}
+    for link in links:  # a run shared by two arms is read once
+        if link.run_id not in series:
+            series[link.run_id] = columns(store.epochs(link.run_id, extra=False))
     return {
         "study": study_json(record), "settings": settings_json(links),
         "links": [link_json(i, link) for i, link in enumerate(links)],
@@ -158,7 +159,7 @@ def study_updates(store: Store, name: str, after: str) -> dict[str, Any]:
         changed.append(link_json(i, link))
         status_changed |= RUN_STATUSES.index(link.status) != status
         if link.epochs_done > done and link.run_id not in series:
-            series[link.run_id] = columns(store.epochs(link.run_id, after=done))
+            series[link.run_id] = columns(store.epochs(link.run_id, after=done, extra=False))
     return {"reset": False, "cursor": cursor(record.version, links), "links": changed,
             "series": series, "status_changed": status_changed, "eta_s": eta}
 

@@ -47,7 +47,7 @@ def table_payload(store: Store, name: str) -> dict[str, Any]:
     view of every arm with one numeric grid axis."""
     record = store.get_study(name)
     metric = record.metric or "test_acc"
-    runs = load_runs(store, name, record.version)
+    runs = load_runs(store, name, record.version, extra="final")
     settings = rank_settings(group_settings(runs, record.spec), metric)
     return {"metric": metric, "alpha": ALPHA, "confidence": CONFIDENCE,
             "rows": [setting_row(s) for s in settings], "sweeps": sweeps(settings, metric)}
@@ -121,7 +121,7 @@ def compare_payload(store: Store, ids: list[str]) -> dict[str, Any]:
     differ = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
     return {
         "runs": [{"run_id": r.id, "label": r.label, "seed": r.seed, "status": r.status,
-                  "series": columns(store.epochs(r.id))} for r in runs],
+                  "series": columns(store.epochs(r.id, extra=False))} for r in runs],
         "differ": differ, "same": [k for k in keys if k not in differ],
         "configs": [{k: c.get(k) for k in keys} for c in configs],
     }

@@ -82,19 +82,24 @@ class _Epochs(_Base):
                 (wall, now, run_id),
             )
 
-    def epochs(self, run_id: str, *, after: int = 0) -> list[dict[str, Any]]:
+    def epochs(self, run_id: str, *, after: int = 0, extra: bool = True) -> list[dict[str, Any]]:
         """A run's epoch rows in order, as dicts: run_id, epoch, every metric column (None when
         not recorded), finished_at, and the extra metrics merged in.
 
         ``after``: only the rows of epochs after this one (a live view's cursor); the primary
-        key's range scan reads those rows alone, however long the run already is."""
+        key's range scan reads those rows alone, however long the run already is. ``extra=False``
+        leaves the extra metrics out (per-class accuracies, confusion matrices): decoding them is
+        most of the cost of reading a long run, and curves need only the metric columns."""
+        columns = _EPOCH_COLUMNS if extra else tuple(c for c in _EPOCH_COLUMNS if c != "extra_json")
         with self._reading() as conn:
             self._check_run(conn, run_id)
             rows = conn.execute(
-                f"SELECT {', '.join(_EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? AND epoch > ?"
+                f"SELECT {', '.join(columns)} FROM epochs WHERE run_id = ? AND epoch > ?"
                 " ORDER BY epoch",
                 (run_id, int(after)),
             ).fetchall()
+        if not extra:
+            return [dict(row) for row in rows]
         return [_epoch_dict(row) for row in rows]
 
     def last_epoch(self, run_id: str) -> int:

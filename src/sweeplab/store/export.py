@@ -30,17 +30,33 @@ class LinkedRun:
     epochs: tuple[dict[str, Any], ...]
 
 
-def study_results(store: Store, study: str, version: int | None = None) -> list[LinkedRun]:
+def study_results(store: Store, study: str, version: int | None = None, *,
+                  extra: str = "all") -> list[LinkedRun]:
     """Every link of the study's default version (or ``version``) in study order; a run shared by
-    two arms is read once and appears under both."""
+    two arms is read once and appears under both.
+
+    ``extra``: which epoch rows carry the extra metrics (per-class accuracy, confusion matrix):
+    ``"all"``, or ``"final"``, only each run's last row, which is all a comparison table uses
+    (the dashboard recomputes its table this way, several times faster on long runs)."""
+    if extra not in ("all", "final"):
+        raise ValueError(f"extra must be 'all' or 'final', not {extra!r}")
     records = {r.id: r for r in store.list_runs(study=study, version=version)}
     epochs: dict[str, tuple[dict[str, Any], ...]] = {}
     out = []
     for link in store.study_runs(study, version):
         if link.run_id not in epochs:
-            epochs[link.run_id] = tuple(store.epochs(link.run_id))
+            epochs[link.run_id] = _read_epochs(store, link.run_id, extra)
         out.append(LinkedRun(link, records[link.run_id], epochs[link.run_id]))
     return out
+
+
+def _read_epochs(store: Store, run_id: str, extra: str) -> tuple[dict[str, Any], ...]:
+    if extra == "all":
+        return tuple(store.epochs(run_id))
+    rows = store.epochs(run_id, extra=False)
+    if rows:
+        rows[-1:] = store.epochs(run_id, after=rows[-1]["epoch"] - 1)
+    return tuple(rows)
 
 
 def _epoch_row(study: str, linked: LinkedRun, row: dict[str, Any]) -> dict[str, Any]:
