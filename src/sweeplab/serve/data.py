@@ -26,14 +26,17 @@ CURVE_METRICS: tuple[str, ...] = (
 )
 
 
-def columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+def columns(rows: list[dict[str, Any]], *, sparse: bool = False) -> dict[str, list[Any]]:
     """Epoch rows as columns (``epoch`` plus every curve metric), non-finite values as None.
 
     A diverged run's NaN loss is kept as None (JSON has no NaN); the run's outcome says where it
-    diverged."""
+    diverged. ``sparse``: leave out the metrics the run never recorded (no validation split, say);
+    a page treats a missing column as all None."""
     out: dict[str, list[Any]] = {"epoch": [r["epoch"] for r in rows]}
     for m in CURVE_METRICS:
-        out[m] = [_finite(r.get(m)) for r in rows]
+        values = [_finite(r.get(m)) for r in rows]
+        if not sparse or any(v is not None for v in values):
+            out[m] = values
     return out
 
 
@@ -95,7 +98,7 @@ def study_payload(store: Store, name: str) -> dict[str, Any]:
     series = {}
     for link in links:  # a run shared by two arms is read once
         if link.run_id not in series:
-            series[link.run_id] = columns(store.epochs(link.run_id, extra=False))
+            series[link.run_id] = columns(store.epochs(link.run_id, extra=False), sparse=True)
     return {
         "study": study_json(record), "settings": settings_json(links),
         "links": [link_json(i, link) for i, link in enumerate(links)],
@@ -138,7 +141,7 @@ def settings_json(links: list[StudyRunRecord]) -> list[dict[str, Any]]:
 
 def present_metrics(series: dict[str, dict[str, list[Any]]]) -> list[str]:
     """The curve metrics with at least one value in some run (val and lr only when recorded)."""
-    return [m for m in CURVE_METRICS if any(v is not None for cols in series.values() for v in cols[m])]
+    return [m for m in CURVE_METRICS if any(v is not None for cols in series.values() for v in cols.get(m, ()))]
 
 
 def study_updates(store: Store, name: str, after: str) -> dict[str, Any]:

@@ -85,7 +85,7 @@ SL.meanCurve = function (x, runs, tcrit) {
 /** A run's column aligned on epochs 1..E (index e-1), scaled (accuracies in %). */
 SL.aligned = function (cols, metric, epochs, scale) {
   const out = new Array(epochs).fill(null);
-  if (!cols) return out;
+  if (!cols || !cols[metric]) return out;  // a metric the run never recorded is left out of its columns
   cols.epoch.forEach((e, i) => {
     const v = cols[metric][i];
     if (e >= 1 && e <= epochs) out[e - 1] = v === null ? null : v * scale;

@@ -252,13 +252,20 @@ async function poll() {
 function merge(up) {
   for (const l of up.links) Object.assign(S.data.links[l.index], l);
   for (const [id, cols] of Object.entries(up.series)) {
-    const have = S.data.series[id];
-    if (!have) { S.data.series[id] = cols; continue; }
-    for (const k of Object.keys(cols)) have[k] = (have[k] || []).concat(cols[k]);
+    const have = S.data.series[id] || (S.data.series[id] = { epoch: [] });
+    const before = have.epoch.length, added = cols.epoch.length;
+    // The first load leaves out columns a run had not recorded yet: pad so that every column stays aligned on epoch.
+    for (const k of new Set([...Object.keys(have), ...Object.keys(cols)])) {
+      if (k === "epoch") continue;
+      have[k] = (have[k] || new Array(before).fill(null)).concat(cols[k] || new Array(added).fill(null));
+    }
+    have.epoch = have.epoch.concat(cols.epoch);
   }
   const known = new Set(S.data.metrics);
-  const metrics = Object.keys(S.data.series).length ? Object.keys(Object.values(S.data.series)[0]).filter((m) => m !== "epoch") : [];
-  const present = metrics.filter((m) => known.has(m) || Object.values(S.data.series).some((c) => c[m].some((v) => v !== null)));
+  const metrics = [...new Set(Object.values(S.data.series).flatMap((c) => Object.keys(c)))].filter((m) => m !== "epoch");
+  const order = Object.keys(SL.METRIC_TITLES);
+  const present = order.filter((m) => metrics.includes(m) &&
+    (known.has(m) || Object.values(S.data.series).some((c) => (c[m] || []).some((v) => v !== null))));
   const newPanel = present.length !== S.data.metrics.length;
   S.data.metrics = present;
   renderProgress();
