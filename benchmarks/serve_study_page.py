@@ -18,6 +18,7 @@ Ratios are against the full study load measured in the same run. Run from the re
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -93,6 +94,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
+    print(f"load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings are wall clock)")
     results = {}
     for epochs in (args.epochs, max(1, args.epochs // 10)):
         print(f"{args.runs} runs x {epochs} epochs:")
