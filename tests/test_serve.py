@@ -205,3 +205,17 @@ def test_only_loopback_hosts_pass_without_a_warning():
 
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "::1", "localhost"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.5", "example.org"))
+
+
+def test_columns_turn_non_finite_values_into_gaps():
+    from sweeplab.serve.data import CURVE_METRICS, columns
+
+    base = dict.fromkeys(CURVE_METRICS)
+    rows = [{**base, "epoch": 1, "train_loss": 2.0, "test_acc": 0.5},
+            {**base, "epoch": 2, "train_loss": float("nan"), "test_acc": 0.6},
+            {**base, "epoch": 3, "train_loss": float("inf"), "test_acc": 0.7}]
+    cols = columns(rows)
+    assert cols["epoch"] == [1, 2, 3] and cols["train_loss"] == [2.0, None, None]
+    assert cols["test_acc"] == [0.5, 0.6, 0.7] and cols["val_acc"] == [None, None, None]
+    assert set(columns(rows, sparse=True)) == {"epoch", "train_loss", "test_acc"}
+    assert columns([]) == {"epoch": [], **{m: [] for m in CURVE_METRICS}}

@@ -12,6 +12,7 @@ changed run's primary key: nothing proportional to the epochs already shown.
 from __future__ import annotations
 
 import math
+import operator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,6 +27,7 @@ CURVE_METRICS: tuple[str, ...] = (
     "train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc",
     "lr", "epoch_time_s", "train_images_per_s",
 )
+_CURVE_GETTER = operator.itemgetter(*CURVE_METRICS)
 
 
 def columns(rows: list[dict[str, Any]], *, sparse: bool = False) -> dict[str, list[Any]]:
@@ -35,13 +37,26 @@ def columns(rows: list[dict[str, Any]], *, sparse: bool = False) -> dict[str, li
     diverged. ``sparse``: leave out the metrics the run never recorded (no validation split, say);
     a page treats a missing column as all None."""
     out: dict[str, list[Any]] = {"epoch": [r["epoch"] for r in rows]}
-    for m in CURVE_METRICS:
-        # Inline rather than a call per value: this loop is most of a big study's load time.
-        # NaN fails both comparisons, so it becomes None like the infinities.
-        values = [v if isinstance(v, (int, float)) and -_INF < v < _INF else None for v in (r.get(m) for r in rows)]
-        if not sparse or any(v is not None for v in values):
-            out[m] = values
+    if not rows:
+        return out if sparse else {**out, **{m: [] for m in CURVE_METRICS}}
+    # Transposed in C (itemgetter, zip): this is most of a big study's load time.
+    for m, col in zip(CURVE_METRICS, zip(*map(_CURVE_GETTER, rows))):
+        values = list(col)
+        numbers = [v for v in values if v is not None]
+        if sparse and not numbers:
+            continue
+        if numbers and not _all_finite(numbers):
+            values = [v if isinstance(v, (int, float)) and -_INF < v < _INF else None for v in values]
+        out[m] = values
     return out
+
+
+def _all_finite(numbers: list[Any]) -> bool:
+    """Whether every value is a finite number (fsum is nan or inf otherwise), in one C call."""
+    try:
+        return math.isfinite(math.fsum(numbers))
+    except (OverflowError, TypeError):
+        return False
 
 
 def link_json(i: int, link: StudyRunRecord) -> dict[str, Any]:
