@@ -98,6 +98,7 @@ class Arm:
 
     name: str
     override_json: JsonLike = "{}"
+    description: str = ""
 
 
 @dataclass(frozen=True)
