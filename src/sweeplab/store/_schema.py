@@ -214,8 +214,11 @@ def _v2(conn: sqlite3.Connection) -> None:
 
 def _v3(conn: sqlite3.Connection) -> None:
     """Arm descriptions get a column (filled from each version's spec, where the text already
-    was), and LR range tests get a table: one row per test, its curve as JSON."""
+    was); a run may be the continuation of another (``continued_from``: same config but for
+    ``epochs``, trained on from that run's last checkpoint); LR range tests get a table: one row
+    per test, its curve as JSON."""
     conn.execute("ALTER TABLE arms ADD COLUMN description TEXT NOT NULL DEFAULT ''")
+    conn.execute("ALTER TABLE runs ADD COLUMN continued_from TEXT")
     for study, version, spec_json in conn.execute(
         "SELECT study, version, spec_json FROM study_versions"
     ).fetchall():
