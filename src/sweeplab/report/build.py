@@ -23,6 +23,7 @@ from sweeplab.store import Store
 from . import figures as figs
 from . import sweep_figures as sweep_figs
 from .canvas import parse_figure_formats
+from .explain import explain
 from .findings import METHOD_NOTES, Finding, write_findings
 from .header import Header, make_header
 from .paths import MANIFEST, MAX_SLUG, read_manifest, remove_stale, safe_name
@@ -109,6 +110,10 @@ def build_report(store: Store, study: str, *, with_figures: bool = True,
     columns = attach_reference(reference, settings)
     device_is_cpu = bool(header.devices) and all(d.lower().startswith("cpu") for d in header.devices)
     findings = write_findings(settings, header.metric, device_is_cpu)
+    # The explaining checks go after the answer (best, baseline, chains, sweeps), before the rest.
+    at = next((i for i, f in enumerate(findings) if f.kind not in ("best", "baseline", "stacked", "sweep")),
+              len(findings))
+    findings[at:at] = explain(settings, header.metric, reference, [src for src, _, _ in header.data])
     report = Report(header, settings, runs, findings, [], reference, columns, reference_config(runs),
                     overlays=overlay_groups(spec, settings, arms), device_is_cpu=device_is_cpu)
     if with_figures:

@@ -152,8 +152,10 @@ class _Training:
         store.update_run(
             self.run_id, data_source=ds.source, data_checksum=ds.checksum, params=setup.params, flops=setup.flops,
             batch_size_used=setup.batch_size, device=str(setup.device),
-            # the class names travel with the run's environment: reports label classes by name
-            env_json=json.dumps({**environment(setup.device), "classes": list(ds.classes)}),
+            # the class names and set sizes travel with the run's environment: reports label classes
+            # by name and compare batch sizes at equal steps
+            env_json=json.dumps({**environment(setup.device), "classes": list(ds.classes),
+                                 "n_train": len(ds.y_train), "steps_per_epoch": len(setup.train_loader)}),
         )
         best_value = None
         ckpt = store.load_checkpoint(self.run_id, "last")
