@@ -23,8 +23,9 @@ def report(
     version: Optional[int] = VersionOpt,
     arms: Optional[str] = typer.Option(None, "--arms", help="Comma-separated arms to draw together in one "
                                        "more figure (e.g. rnn,lstm), besides the study's [[figure]] tables."),
-    figure_format: str = typer.Option("png", "--figure-format", help="Comma-separated figure files for "
-                                      "figures/: png (200 dpi), svg, pdf (vector, for LaTeX)."),
+    figure_format: Optional[str] = typer.Option(None, "--figure-format", help="Comma-separated figure files "
+                                                "for figures/: png (200 dpi), svg, pdf (vector, for LaTeX); "
+                                                "default: png beside report.md."),
 ) -> None:
     """Write a study's report: curves, comparison table with statistics, findings, per-run appendix."""
     from sweeplab.report import parse_formats
@@ -35,7 +36,7 @@ def report(
     from .outputs import write_report_to
 
     formats = parse_formats(format)  # bad formats fail before the store is opened
-    figure_formats = parse_figure_formats(figure_format)
+    figure_formats = None if figure_format is None else parse_figure_formats(figure_format)
     db = store_path(out)
     with Store(db, readonly=True) as store:
         name = pick_study(store, study)

@@ -288,7 +288,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def write_report(db_path: Path, study: str, out_dir: Path,
                  formats: str | Iterable[str] = FORMATS, *, version: int | None = None,
                  arms: str | Iterable[str] | None = None,
-                 figure_formats: str | Iterable[str] = ("png",)) -> dict[str, Path]:
+                 figure_formats: str | Iterable[str] | None = None) -> dict[str, Path]:
     """Write the study's report into ``out_dir``; returns the written files by kind.
 
     ``report.html`` is one self-contained file (figures embedded, no network needed);
@@ -298,28 +298,31 @@ def write_report(db_path: Path, study: str, out_dir: Path,
     there is no store or no such study, ``ConfigError`` for an unknown format or arm.
     """
     fmts = parse_formats(formats)
-    fig_fmts = parse_figure_formats(figure_formats)
+    fig_fmts = None if figure_formats is None else parse_figure_formats(figure_formats)
     with Store(Path(db_path), readonly=True) as store:
         report = build_report(store, study, version=version, arms=arms)
     return save_report(report, out_dir, fmts, fig_fmts)
 
 
 def save_report(report: Report, out_dir: Path, formats: str | Iterable[str] = FORMATS,
-                figure_formats: str | Iterable[str] = ("png",)) -> dict[str, Path]:
-    """Render an already built report into ``out_dir`` (see ``write_report``)."""
+                figure_formats: str | Iterable[str] | None = None) -> dict[str, Path]:
+    """Render an already built report into ``out_dir`` (see ``write_report``). Figure files:
+    ``figure_formats`` when given, else PNG beside a Markdown report (which links them)."""
     from .render import render_html, render_markdown
 
-    vector = [f for f in parse_figure_formats(figure_formats) if f != "png"]
     fmts = parse_formats(formats)
+    files = list(parse_figure_formats(figure_formats)) if figure_formats is not None else []
+    if "md" in fmts and "png" not in files:
+        files.insert(0, "png")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    if "md" in fmts or vector:
+    if files:
         fig_dir = out_dir / FIGURES_DIR
         fig_dir.mkdir(exist_ok=True)
         previous, names = read_manifest(fig_dir), set()
         for f in report.figures:
-            for ext in (["png"] if "md" in fmts else []) + vector:
+            for ext in files:
                 path = fig_dir / f"{f.name}.{ext}"
                 _write_atomic(path, f.render(ext))
                 written[f"figure:{f.name}" + ("" if ext == "png" else f".{ext}")] = path
