@@ -134,27 +134,27 @@ def _epoch_count(db: Path, rid: str) -> int:
 @pytest.mark.slow
 def test_kill_9_during_a_continued_run_then_rerun_gives_the_same_result(tmp_path):
     out = tmp_path / "out"
-    # batch 2: hundreds of steps per epoch, so the kill lands inside the continued epochs
+    # batch 4: hundreds of steps per epoch, so the kill lands inside the continued epochs
     args = ["train", "--dataset", "digits", "--model", "mlp", "--set", "model.hidden=[16]", "--device", "cpu",
-            "--out", str(out), "--batch-size", "2", "--seed", "3", "--lr", "0.01",
+            "--out", str(out), "--batch-size", "4", "--seed", "3", "--lr", "0.01",
             "--set", "schedule.name=step", "--set", "schedule.step_size=2"]
     assert sweeplab(*args, "--epochs", "3").returncode == 0
     with Store(out / "sweeplab.db", readonly=True) as store:
         (short,) = store.list_runs()
-        cfg = RunConfig.from_json(short.config_json).model_copy(update={"epochs": 8})
+        cfg = RunConfig.from_json(short.config_json).model_copy(update={"epochs": 6})
     long_id = run_id(cfg)
     exe = Path(sys.executable).parent / "sweeplab"
-    proc = subprocess.Popen([str(exe), *args, "--epochs", "8"], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([str(exe), *args, "--epochs", "6"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         end = time.monotonic() + 180
         while time.monotonic() < end and _epoch_count(out / "sweeplab.db", long_id) < 4:
             time.sleep(0.02)
-        assert 4 <= _epoch_count(out / "sweeplab.db", long_id) < 8, "the kill must land mid-continuation"
+        assert 4 <= _epoch_count(out / "sweeplab.db", long_id) < 6, "the kill must land mid-continuation"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    r = sweeplab(*args, "--epochs", "8")
+    r = sweeplab(*args, "--epochs", "6")
     assert r.returncode == 0 and "resumed after epoch" in r.stdout, r.stdout
     with Store(tmp_path / "fresh.db") as fresh:
         fit_recorded(cfg, fresh)
@@ -162,12 +162,12 @@ def test_kill_9_during_a_continued_run_then_rerun_gives_the_same_result(tmp_path
     with Store(out / "sweeplab.db", readonly=True) as store:
         run = store.get_run(long_id)
         assert run.status == "completed" and run.continued_from == short.id
-        assert [row["epoch"] for row in store.epochs(long_id)] == list(range(1, 9))
+        assert [row["epoch"] for row in store.epochs(long_id)] == list(range(1, 7))
         assert _rows(store, long_id) == want
 
 
 @pytest.mark.slow
-def test_a_study_run_with_more_epochs_continues_and_the_report_says_so(tmp_path):
+def test_a_study_run_with_more_epochs_continues_and_the_report_says_so(tmp_path, capsys):
     study = tmp_path / "s.toml"
     study.write_text(
         '[study]\nname = "longer"\nseeds = 1\n\n[baseline]\nepochs = 2\ndevice = "cpu"\n'
@@ -175,8 +175,8 @@ def test_a_study_run_with_more_epochs_continues_and_the_report_says_so(tmp_path)
         'schedule = { name = "step", step_size = 1, gamma = 0.7 }\n\n'
         '[[arm]]\nname = "cosine"\nschedule = { name = "cosine" }\n')
     out = tmp_path / "out"
-    assert sweeplab("run", str(study), "--out", str(out), cwd=tmp_path).returncode == 0
-    r = sweeplab("run", str(study), "--out", str(out), "--epochs", "4", cwd=tmp_path)
+    assert sweeplab("run", str(study), "--out", str(out), "--workers", "1", cwd=tmp_path).returncode == 0
+    r = sweeplab("run", str(study), "--out", str(out), "--epochs", "4", "--workers", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     with Store(out / "sweeplab.db", readonly=True) as store:
         runs = {run.epochs_planned: [] for run in store.list_runs()}
@@ -193,3 +193,12 @@ def test_a_study_run_with_more_epochs_continues_and_the_report_says_so(tmp_path)
     text = Path(written["md"]).read_text()
     assert f"continued from {shorter['step']} (epochs 1-2 shared)" in text
     assert text.count("continued from") == 1
+    # the Python API: 6 epochs continue the 4-epoch run, which continued the 2-epoch one
+    import pandas as pd
+    import sweeplab as sl
+
+    df = sl.run(str(study), out=out, epochs=6, workers=1)
+    six = df.set_index("config.schedule.name")
+    assert six.loc["step", "continued_from"] == longer["step"].id and six.loc["step", "continued_epochs"] == 4
+    assert six.loc["step", "epochs_done"] == 6 and pd.isna(six.loc["cosine", "continued_from"])
+    assert f"continued from run {longer['step'].id} at epoch 4" in capsys.readouterr().out
