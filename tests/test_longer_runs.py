@@ -202,3 +202,29 @@ def test_a_study_run_with_more_epochs_continues_and_the_report_says_so(tmp_path,
     assert six.loc["step", "continued_from"] == longer["step"].id and six.loc["step", "continued_epochs"] == 4
     assert six.loc["step", "epochs_done"] == 6 and pd.isna(six.loc["cosine", "continued_from"])
     assert f"continued from run {longer['step'].id} at epoch 4" in capsys.readouterr().out
+
+
+def test_store_continue_run_copies_rows_and_checkpoints_in_one_go(tmp_path):
+    from sweeplab.store import EpochConflictError
+
+    with Store(tmp_path / "s.db") as store:
+        for rid in ("aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"):
+            store.upsert_run(rid, {"epochs": 2}, seed=0, epochs_planned=2)
+        for epoch in (1, 2):
+            store.commit_epoch("aaaaaaaaaaaa", epoch, {"test_acc": 0.5 * epoch, "test_confusion": [[epoch]]},
+                               b"last%d" % epoch, b"best" if epoch == 1 else None)
+        assert store.continue_run("bbbbbbbbbbbb", "aaaaaaaaaaaa") == 0  # not completed yet: nothing copied
+        assert store.last_epoch("bbbbbbbbbbbb") == 0 and store.get_run("bbbbbbbbbbbb").continued_from is None
+        store.set_status("aaaaaaaaaaaa", "completed")
+        assert store.continue_run("bbbbbbbbbbbb", "aaaaaaaaaaaa", drop_from_last=["test_confusion"]) == 2
+        rows = store.epochs("bbbbbbbbbbbb")
+        assert [(r["epoch"], r["test_acc"], r.get("test_confusion")) for r in rows] == [(1, 0.5, [[1]]), (2, 1.0, None)]
+        assert store.load_checkpoint("bbbbbbbbbbbb", "last") == (2, b"last2")
+        assert store.load_checkpoint("bbbbbbbbbbbb", "best") == (1, b"best")
+        run = store.get_run("bbbbbbbbbbbb")
+        assert (run.continued_from, run.continued_epochs, run.epochs_done) == ("aaaaaaaaaaaa", 2, 2)
+        with pytest.raises(EpochConflictError, match="already has epochs 1..2"):
+            store.continue_run("bbbbbbbbbbbb", "aaaaaaaaaaaa")
+        assert store.shorter_runs(0, 3)[0].id == "aaaaaaaaaaaa" and store.shorter_runs(0, 2) == []
+        store.forget_run("bbbbbbbbbbbb")  # --fresh: no longer a continuation
+        assert store.get_run("bbbbbbbbbbbb").continued_from is None
