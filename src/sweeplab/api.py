@@ -61,13 +61,14 @@ def load_study(study: Any, *, overrides: list[str] | None = None, seeds: int | N
 
 def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, threads: int | None = None,
         data_dir: str | Path | None = None, progress: bool | Callable[[str, str, dict[str, Any]], None] = True,
-        ) -> "pd.DataFrame":
+        epochs: int | None = None) -> "pd.DataFrame":
     """Train every run of the study not yet finished (resuming any that stopped); returns
     :func:`runs` for it. ``progress``: print one line per finished run (True), nothing (False), or
-    a callback ``(run_id, event, info)`` getting every event."""
+    a callback ``(run_id, event, info)`` getting every event. ``epochs``: train that many instead
+    (as ``sweeplab run --epochs``; a completed shorter run of the same config is continued)."""
     from sweeplab.study.execute import prepare_study, run_study
 
-    spec = load_study(study)
+    spec = load_study(study, epochs=epochs) if epochs is not None else load_study(study)
     if workers != 1 and _script_without_main_guard():
         warnings.warn("this script has no `if __name__ == \"__main__\":` guard, so worker processes (which "
                       "re-run its top level) cannot start: training in one in-process worker", stacklevel=2)
@@ -104,7 +105,9 @@ class _RunLines:
         self.last: dict[str, dict[str, Any]] = {}
 
     def __call__(self, run_id: str, event: str, info: dict[str, Any]) -> None:
-        if event == "epoch":
+        if event == "start" and info.get("continuation"):
+            print(f"run {run_id}: {info['continuation']}", flush=True)
+        elif event == "epoch":
             self.last[run_id] = info.get("row") or {}
         elif event == "end":
             acc = self.last.pop(run_id, {}).get("test_acc")

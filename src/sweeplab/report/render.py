@@ -264,6 +264,9 @@ def _appendix(report: Report) -> list[Block]:
             outcome += f" ({r.detail['reason']})"
         elif r.status in ("failed", "interrupted") and r.status_detail:
             outcome += f": {r.status_detail.strip().splitlines()[-1][:120]}"
+        if r.continued_from:  # one run family: the longer run trained on from the shorter one's end
+            outcome += f"; continued from {r.continued_from}" + (
+                f" (epochs 1-{r.continued_epochs} shared)" if r.continued_epochs else "")
         best = r.best("test_acc")
         rows.append([
             r.label, str(r.seed), r.run_id, outcome, f"{len(r.epochs)}/{r.epochs_planned or '?'}", config,

@@ -58,6 +58,9 @@ class RunData:
     data_checksum: str | None
     started_at: str | None
     finished_at: str | None
+    #: The shorter run this one continued, and how many of its epochs it shares (see train.continuation).
+    continued_from: str | None = None
+    continued_epochs: int | None = None
 
     @property
     def completed(self) -> bool:
@@ -181,6 +184,7 @@ def load_runs(store: Store, study: str, version: int | None = None) -> list[RunD
             batch_size=rec.batch_size_used, wall_time_s=rec.wall_time_s or 0.0,
             device=env.get("device") or rec.device, env=env, data_source=rec.data_source,
             data_checksum=rec.data_checksum, started_at=rec.started_at, finished_at=rec.finished_at,
+            continued_from=rec.continued_from, continued_epochs=rec.continued_epochs,
         ))
     return out
 

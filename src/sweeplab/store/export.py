@@ -76,7 +76,8 @@ def _run_row(study: str, linked: LinkedRun) -> dict[str, Any]:
     row = {"study": study, "arm": link.arm, "label": link.label, "seed": link.seed, "run_id": r.id,
            "status": r.status, "status_detail": r.status_detail, "epochs_done": link.epochs_done,
            "params": r.params, "flops": r.flops, "batch_size_used": r.batch_size_used,
-           "wall_time_s": r.wall_time_s, "data_source": r.data_source, "data_checksum": r.data_checksum}
+           "wall_time_s": r.wall_time_s, "data_source": r.data_source, "data_checksum": r.data_checksum,
+           "continued_from": r.continued_from, "continued_epochs": r.continued_epochs}
     row.update({f"config.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
                 for k, v in flatten(r.config).items()})
     return row

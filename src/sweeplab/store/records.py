@@ -70,6 +70,12 @@ class RunRecord:
     """Last time the owning worker showed signs of life (claim, epoch commit, heartbeat)."""
     epochs_done: int = 0
     """Highest committed epoch (0 if none). Computed from ``epochs``, not a column."""
+    continued_from: str | None = None
+    """The run this one continued (same config but fewer ``epochs``): its epoch rows and last
+    checkpoint were copied in, and training went on from there (``Store.continue_run``)."""
+    continued_epochs: int | None = None
+    """How many epochs came from ``continued_from`` (computed from that run's rows; None when it
+    is not a continuation, or its source has since been forgotten)."""
 
     @property
     def config(self) -> dict[str, Any]:
