@@ -273,7 +273,9 @@ def _arm_config(spec: "StudySpec", arm: str | None, seed: int | None) -> tuple["
 
     names = [a.name for a in spec.arms]
     arm = BASELINE_ARM if arm is None and BASELINE_ARM in names else arm
-    links = spec.runs_of(arm) if arm is not None else ()
+    if arm is None:
+        raise ConfigError(f"study {spec.name!r} has no baseline arm: name one (arms: {', '.join(names)})", path="arm")
+    links = spec.runs_of(arm)
     if not links:
         raise ConfigError(f"no arm {arm!r} in study {spec.name!r} (arms: {', '.join(names)})", path="arm")
     first = links[0]

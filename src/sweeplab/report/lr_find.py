@@ -14,6 +14,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .figures import DPI
 
@@ -28,7 +29,8 @@ def lr_find_figure(curve: Mapping[str, Any], suggestion: float | None, method: s
     lrs = np.asarray(curve["lrs"], dtype=float)
     smoothed = np.asarray(curve["smoothed"], dtype=float)
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(7.0, 4.2), dpi=DPI, layout="constrained")
+        fig = Figure(figsize=(7.0, 4.2), dpi=DPI)
+        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.92)
         ax = fig.add_subplot()
         ax.plot(lrs, curve["losses"], color="#9e9e9e", linewidth=0.8, alpha=0.7, label="loss (each step)")
         ax.plot(lrs, smoothed, color="#1f77b4", linewidth=1.8, label="smoothed loss (EMA 0.98, debiased)")
@@ -38,6 +40,9 @@ def lr_find_figure(curve: Mapping[str, Any], suggestion: float | None, method: s
             ax.plot([suggestion], [y], marker="o", color="#d62728", linestyle="none",
                     label=f"suggestion ({method}): {suggestion:.3g}")
         ax.set_xscale("log")
+        # Plain "1e-05" labels and unlabelled minor ticks: mathtext labels take seconds to lay out.
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e")))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         if len(smoothed):  # the raw losses of the last steps can dwarf the curve: keep it in view
             lo, hi = float(np.min(smoothed)), float(np.max(smoothed))
             pad = 0.08 * (hi - lo or abs(hi) or 1.0)
@@ -45,7 +50,7 @@ def lr_find_figure(curve: Mapping[str, Any], suggestion: float | None, method: s
         ax.set_xlabel("learning rate (log scale)")
         ax.set_ylabel("training loss")
         ax.set_title(title)
-        ax.legend(loc="upper left", frameon=False)
+        ax.legend(loc="lower left", frameon=False)
     return fig
 
 

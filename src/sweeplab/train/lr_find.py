@@ -61,21 +61,20 @@ class LrFindSettings:
     stop_factor: float = 4.0
     """Stop once the smoothed loss exceeds this multiple of its minimum."""
 
-    def check(self, prefix: str = "") -> None:
-        """One-line ``ConfigError`` naming the option (``prefix`` + name: ``--start`` on the CLI)."""
+    def check(self) -> None:
+        """One-line ``ConfigError`` naming the setting, its value and what is allowed."""
         for name in ("start", "end"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
-                raise ConfigError(f"must be a positive finite number (got {value!r})", path=prefix + name)
+                raise ConfigError(f"must be a positive finite learning rate (got {value!r})", path=name)
         if self.start >= self.end:
-            raise ConfigError(f"must be below {prefix}end ({self.end:g}): the learning rate grows from "
-                              f"{prefix}start to {prefix}end (got {self.start:g})", path=prefix + "start")
+            raise ConfigError(f"must be below the end learning rate ({self.end:g}): the sweep grows from start "
+                              f"to end (got {self.start:g})", path="start")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not MIN_STEPS <= self.steps <= MAX_STEPS:
             raise ConfigError(f"must be an integer from {MIN_STEPS} to {MAX_STEPS} (got {self.steps!r})",
-                              path=prefix + "steps")
+                              path="steps")
         if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r} (allowed: {', '.join(METHODS)})",
-                              path=prefix + "method")
+            raise ConfigError(f"unknown method {self.method!r} (allowed: {', '.join(METHODS)})", path="method")
 
     def lr_at(self, step: int) -> float:
         return self.start * (self.end / self.start) ** (step / (self.steps - 1))
