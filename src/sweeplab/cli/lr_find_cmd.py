@@ -23,7 +23,8 @@ def lr_find_cmd(
     study: Optional[str] = typer.Argument(None, help="Study TOML file, or the name of a bundled study."),
     arm: Optional[str] = typer.Option(None, "--arm", help="The study's arm to test (default: baseline)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A run config TOML file instead of a study."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="The run's seed (default: the study's first, or the config's)."),
+    seed: Optional[int] = typer.Option(None, "--seed",
+                                       help="The run's seed (default: the study's first, or the config's)."),
     start: float = typer.Option(1e-7, "--start", help="First learning rate."),
     end: float = typer.Option(10.0, "--end", help="Last learning rate."),
     steps: int = typer.Option(100, "--steps", help="Training steps of the sweep (at least 10)."),
@@ -32,11 +33,12 @@ def lr_find_cmd(
     out: Path = OutOpt,
     data_dir: Optional[Path] = DataDirOpt,
 ) -> None:
-    """LR range test: train a throwaway copy of the model while the learning rate grows
-    exponentially from --start to --end; print the suggested lr, store the curve, plot it.
+    """LR range test of a study's arm or a run config: suggest a learning rate.
 
-    fastai / Lightning conventions: the loss is smoothed (EMA 0.98, debiased) and the sweep stops
-    once it passes 4x its minimum. No run in the store is changed.
+    A throwaway copy of the model trains while the learning rate grows exponentially from --start
+    to --end (fastai / Lightning conventions: the loss smoothed by an EMA of 0.98, debiased; the
+    sweep stops once it passes 4x its minimum). Prints the suggested lr, stores the curve in the
+    store and plots it (PNG and SVG). No run in the store is changed.
     """
     from sweeplab.api import lr_find
 

@@ -27,7 +27,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ class LrFindResult:
 
     lrs: list[float]
     losses: list[float]
-    """The training loss of each step (the step that ended the test included)."""
+    """The training loss of each step (the step past 4x included; a non-finite one is not kept)."""
     smoothed: list[float]
     suggestion: float | None
     """The suggested learning rate; None when the curve has too few points (see ``detail``)."""
@@ -234,9 +234,3 @@ def valley_index(y: np.ndarray) -> int:
     span = (end - start) / 3
     return start + int(span) + int(span / 2)
 
-
-def result_dict(result: LrFindResult) -> dict[str, Any]:
-    """Plain data of a result (for printing or JSON)."""
-    d = asdict(result)
-    d["files"] = {k: str(v) for k, v in result.files.items()}
-    return d
