@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # The study subcommands register themselves on `app`.
 from . import report_cmd, study_cmds  # noqa: E402,F401
-from . import code_cmd, studies_cmd  # noqa: E402,F401
+from . import code_cmd, lr_find_cmd, studies_cmd  # noqa: E402,F401
 
 
 def run() -> None:
