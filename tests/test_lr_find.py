@@ -105,6 +105,16 @@ def test_an_lr_find_changes_no_stored_run_and_no_later_run(study_file, tmp_path)
     sl.lr_find(study=study_file, arm="sgd", out=out)
     assert {t: _rows(db, f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables} == before
     assert _rows(db, "SELECT study, arm FROM lr_finds") == [("lr-digits", "sgd")]
+    # the study's report shows the stored test, redrawn from its curve, on a log lr axis
+    from sweeplab.report import build_report
+
+    with Store(db, readonly=True) as store:
+        report = build_report(store, "lr-digits")
+    (fig,) = [f for f in report.figures if f.section == "lr_find"]
+    (stored,) = report.lr_finds
+    assert fig.title == "LR range test: sgd, seed 0" and f"{stored.suggestion:.3g}" in fig.caption
+    ax = fig.mpl.axes[0]
+    assert ax.get_xscale() == "log" and list(ax.lines[1].get_ydata()) == stored.curve["smoothed"]
 
     # A run trained right after a test in the same process trains exactly as one without it.
     cfg = {**RUN, "epochs": 2, "seed": 3}

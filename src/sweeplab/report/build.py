@@ -65,6 +65,8 @@ class Report:
     overlays: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
     """(arms, title) drawn together (the study's ``[[figure]]`` tables, then ``--arms``)."""
     device_is_cpu: bool = False
+    lr_finds: list[Any] = field(default_factory=list)
+    """The study's stored LR range tests (``sweeplab lr-find``), oldest first."""
 
     def setting(self, label: str) -> ArmSetting:
         """The arm setting with this label (KeyError if none)."""
@@ -115,7 +117,8 @@ def build_report(store: Store, study: str, *, with_figures: bool = True,
               len(findings))
     findings[at:at] = explain(settings, header.metric, reference, [src for src, _, _ in header.data])
     report = Report(header, settings, runs, findings, [], reference, columns, reference_config(runs),
-                    overlays=overlay_groups(spec, settings, arms), device_is_cpu=device_is_cpu)
+                    overlays=overlay_groups(spec, settings, arms), device_is_cpu=device_is_cpu,
+                    lr_finds=store.lr_finds(study))
     if with_figures:
         report.figures = draw_figures(report)
     return report
@@ -224,6 +227,7 @@ def draw_figures(report: Report) -> list[figs.Figure]:
         f = sweep_figs.resources_figure(list(family.values()), report.device_is_cpu, f"resources_{i + 1}")
         if f is not None:
             out.append(f)
+    out += _lr_find_figures(report, taken)
     names = report.header.class_names
     f = figs.per_class_figure(settings, names)
     if f is not None:
@@ -258,6 +262,23 @@ def _overlays(report: Report, palette: dict[str, figs.Style], study_order: list[
                               ylabel=metric.replace("_", " "))
         if f is not None:
             out.append(dataclasses.replace(f, name=slug, section="overlays"))
+    return out
+
+
+def _lr_find_figures(report: Report, taken: set[str]) -> list[figs.Figure]:
+    """One figure per stored LR range test of the study (the latest per arm and seed)."""
+    from .canvas import figure
+    from .lr_find import lr_find_figure
+
+    latest = {(t.arm, t.seed): t for t in report.lr_finds}
+    out = []
+    for (arm, seed), t in latest.items():
+        title = f"LR range test: {arm}, seed {seed}"
+        fig = lr_find_figure(t.curve, t.suggestion, t.method, title)
+        caption = (f"Suggested lr {t.suggestion:.3g} ({t.method})." if t.suggestion is not None
+                   else f"No suggestion: {t.detail or 'the curve never fell'}.")
+        caption += " Loss of each step (grey) and its debiased EMA (beta 0.98), lr growing exponentially."
+        out.append(figure(_slug(f"lr-find-{arm}-seed{seed}", taken), title, caption, fig, "lr_find"))
     return out
 
 

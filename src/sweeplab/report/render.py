@@ -84,7 +84,8 @@ def document(report: Report) -> list[Block]:
     if report.reference:
         blocks += _reference(report)
     sections = (("curves", "Curves"), ("sweeps", "Sweeps"), ("overlays", "Chosen arms together"),
-                ("resources", "Time and memory against batch size"), ("arms", "Arms one by one"))
+                ("resources", "Time and memory against batch size"), ("lr_find", "LR range tests"),
+                ("arms", "Arms one by one"))
     for section, title in sections:
         figs = [f for f in report.figures if f.section == section]
         if figs:
