@@ -32,6 +32,7 @@ name = "answers"
 description = "Digits: the classic ablations, tiny."
 seeds = 2
 metric = "val_acc"
+reference = { source = "a made-up paper", test_acc_pct_epoch2 = { baseline = 50 }, test_error_pct = { "one linear" = 7.0 } }
 
 [baseline]
 epochs = 3
@@ -226,3 +227,14 @@ def test_bad_arms_and_formats_are_one_line_errors(study):
     bad = STUDY.replace('arms = ["one linear", "deep linear"]', 'arms = ["one linear", "dep linear"]')
     with pytest.raises(Exception, match=r"figure\[0\]\.arms.*'dep linear' is not an arm"):
         load_study(bad)
+
+
+def test_measured_beside_published_numbers(study):
+    _, _, report = study
+    text = finding(report, "reference", "a made-up paper")
+    base, one = report.setting("baseline"), report.setting("one linear")
+    at2 = np.mean([dict(r.curve("test_acc"))[2] for r in base.completed_runs])
+    assert f"baseline test accuracy (epoch 2) {100 * at2:.2f}% measured vs 50.00% published" in text
+    err = 100 * (1 - np.mean(one.final_test_acc.values))
+    assert f"one linear test error (final) {err:.2f}% measured vs 7% published" in text
+    assert "JPEG" not in text  # digits is not a JPEG copy: no caveat

@@ -12,6 +12,7 @@ measured numbers beside the published ones.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -280,12 +281,23 @@ def references(settings: Sequence[ArmSetting], reference: dict[str, Any], data_s
         for column, value in s.reference.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not s.final_test_acc.n:
                 continue
-            acc = s.final_test_acc.mean
+            # "test_acc_pct_epoch2": the published number is at epoch 2, so compare there.
+            at = re.search(r"epoch_?(\d+)", column)
+            split = "train" if column.startswith("train") else "test"
+            acc, when = s.final_test_acc.mean if split == "test" else s.final_train_acc.mean, "final"
+            if at:
+                curve = dict(mean_curve([r.curve(f"{split}_acc") for r in s.completed_runs]))
+                epoch = int(at.group(1))
+                if epoch not in curve or curve[epoch].mean is None:
+                    continue
+                acc, when = curve[epoch].mean, f"epoch {epoch}"
+            if acc is None:
+                continue
             if "error" in column:
-                items.append(f"{s.label} test error {100 * (1 - acc):.2f}% measured vs {value:g}% published")
+                items.append(f"{s.label} {split} error ({when}) {100 * (1 - acc):.2f}% measured vs {value:g}% published")
             elif "acc" in column:
                 ref = value / 100 if value > 1 else value
-                items.append(f"{s.label} test accuracy {pct(acc, 2)} measured vs {pct(ref, 2)} published")
+                items.append(f"{s.label} {split} accuracy ({when}) {pct(acc, 2)} measured vs {pct(ref, 2)} published")
     if not items:
         return []
     source = reference.get("source")
