@@ -168,9 +168,13 @@ def runs(study: Any, out: str | Path = "runs", *, version: int | None = None) ->
 
 
 def report(study: Any, out: str | Path = "runs", *, output_dir: str | Path | None = None,
-           formats: str | Iterable[str] = ("html", "md"), version: int | None = None) -> dict[str, Path]:
+           formats: str | Iterable[str] = ("html", "md"), version: int | None = None,
+           arms: str | Iterable[str] | None = None,
+           figure_formats: str | Iterable[str] | None = None) -> dict[str, Path]:
     """Write the study's report (default ``OUT/reports/STUDY``); returns the files by kind
-    (``html``, ``md``, ``figure:NAME``), exactly as ``sweeplab report`` writes them."""
+    (``html``, ``md``, ``figure:NAME``), exactly as ``sweeplab report`` writes them. ``arms``
+    (``"rnn,lstm"``) adds a figure of those arms together; ``figure_formats`` (``"png,svg,pdf"``)
+    the figure files to write, as ``--arms`` and ``--figure-format``."""
     from sweeplab.report import write_report
     from sweeplab.report.paths import report_dir
     from sweeplab.store import Store
@@ -178,7 +182,8 @@ def report(study: Any, out: str | Path = "runs", *, output_dir: str | Path | Non
     with Store(store_path(out), readonly=True) as store:
         name, shown = _study_name_version(store, study, version)
     target = Path(output_dir) if output_dir is not None else report_dir(Path(out), name)
-    return write_report(store_path(out), name, target, formats, version=shown)
+    return write_report(store_path(out), name, target, formats, version=shown, arms=arms,
+                        figure_formats=figure_formats)
 
 
 def run_config(config: Any, overrides: list[str] | None = None, base_dir: str | Path | None = None) -> "RunConfig":
