@@ -26,9 +26,11 @@ from sweeplab.errors import ConfigError
 from .tables import ArmSetting
 
 BASELINE_COLOUR = "#1a1a1a"
-#: Okabe & Ito (2008), "Color Universal Design", less black; then Paul Tol's "muted" scheme.
-PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442",
-           "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499")
+#: Okabe & Ito (2008), "Color Universal Design", less black; then Paul Tol's "muted" scheme; Okabe
+#: and Ito's yellow last, as it reads poorly on white.
+PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7",
+           "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499",
+           "#F0E442")
 LINE_STYLES = ("-", "--", "-.", ":")
 #: PNG resolution: 200 dpi, sharp when printed; the HTML shows it at its size in inches × 100 px.
 DPI = 200

@@ -64,8 +64,9 @@ def _draw_mean(ax: Any, runs: Sequence[RunData], metric: str, style: Style, labe
         return []
     xs = [e for e, _ in mc]
     ys = [m.mean * scale for _, m in mc]
-    ax.plot(xs, ys, color=style.colour, linestyle=style.line, linewidth=1.8, label=label,
-            marker="o" if len(xs) == 1 else None, markersize=4)
+    base = style.colour == BASELINE_COLOUR  # the baseline drawn thicker and on top, never hidden
+    ax.plot(xs, ys, color=style.colour, linestyle=style.line, linewidth=2.6 if base else 1.8, label=label,
+            marker="o" if len(xs) == 1 else None, markersize=4, zorder=5 if base else 2)
     if band and any(m.n >= 2 for _, m in mc):
         lo = [(m.ci_low if m.ci_low is not None else m.mean) * scale for _, m in mc]
         hi = [(m.ci_high if m.ci_high is not None else m.mean) * scale for _, m in mc]
