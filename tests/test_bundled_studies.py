@@ -25,6 +25,8 @@ from sweeplab.cli.main import main
 from sweeplab.config import RunConfig
 from sweeplab.data import load_dataset
 from sweeplab.report import write_report
+
+CHROMIUM = Path("/usr/bin/chromium")
 from sweeplab.store import Store
 from sweeplab.study import load_study
 from sweeplab.study.bundled import bundled_path, list_bundled
@@ -210,3 +212,11 @@ def test_smoke_run_end_to_end(name: str, tmp_path: Path, request: pytest.Fixture
     assert written["md"].is_file() and spec.name in html
     if name == "cifar10-resnet-paper":  # the paper's numbers appear beside the measured ones
         assert "8.75" in html and "test_error_pct" in html
+    if name == "palindrome-rnn":  # the study's [[figure]]: both arms against length in one figure
+        assert "RNN vs LSTM: test accuracy against palindrome length" in html
+    if CHROMIUM.exists():  # the page as a browser shows it: no console error, every figure in the DOM
+        from test_report_browser import chromium
+
+        dom, log, shot = chromium(written["html"], tmp_path, name)
+        assert not [line for line in log.splitlines() if ":CONSOLE" in line], log[-2000:]
+        assert dom.count("<img ") == html.count("<img ") >= 3 and shot.std() > 10

@@ -342,3 +342,30 @@ def test_a_schema_1_store_migrates_its_study_to_version_1(tmp_path):
     assert conn.execute("PRAGMA user_version").fetchone()[0] == _schema.current_version()
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     conn.close()
+
+
+def test_a_schema_2_store_gains_arm_descriptions_from_its_specs(tmp_path):
+    from sweeplab.store import _schema
+
+    db = tmp_path / "v2.db"
+    conn = sqlite3.connect(db)
+    conn.execute("BEGIN IMMEDIATE")
+    _schema._v1(conn)
+    _schema._v2(conn)
+    conn.execute(f"PRAGMA application_id = {_schema.APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 2")
+    now = "2026-01-01T00:00:00.000+00:00"
+    spec = {"name": "old", "arms": [{"name": "baseline", "description": ""},
+                                    {"name": "linear", "description": "No activations: a deep linear net."}]}
+    conn.execute("INSERT INTO studies VALUES ('old', '', ?, 'test_acc', ?, ?)", (json.dumps(spec), now, now))
+    conn.execute("INSERT INTO study_versions VALUES ('old', 1, 'h', ?, '', 'test_acc', 0, ?, ?)",
+                 (json.dumps(spec), now, now))
+    conn.executemany("INSERT INTO arms VALUES ('old', 1, ?, ?, '{}')", [("baseline", 0), ("linear", 1)])
+    conn.commit()
+    conn.close()
+    with Store(db) as store:
+        arms = store.get_study("old").arms
+    assert [(a.name, a.description) for a in arms] == [("baseline", ""), ("linear", "No activations: a deep linear net.")]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("SELECT count(*) FROM lr_finds").fetchone()[0] == 0

@@ -391,3 +391,16 @@ def test_fast_flop_count_of_a_students_own_network():
         model.eval()(x)  # size the lazy layer
         fast, reference = _both_counts(model, x)
         assert fast == reference > 0, type(model).__name__
+
+
+def test_small_cnn_batchnorm_after_the_convolutions_only():
+    from torch import nn
+
+    kinds = {}
+    for bn in (False, True, "conv"):
+        m = create_model("simple_cnn", input_shape=CIFAR, num_classes=10, batchnorm=bn)
+        kinds[bn] = [type(x) for x in m.modules() if isinstance(x, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    assert kinds[False] == [] and kinds["conv"] == [nn.BatchNorm2d, nn.BatchNorm2d]
+    assert kinds[True] == [nn.BatchNorm2d, nn.BatchNorm2d, nn.BatchNorm1d, nn.BatchNorm1d]
+    with pytest.raises(ConfigError, match='model.batchnorm.*true, false or "conv"'):
+        create_model("simple_cnn", input_shape=CIFAR, num_classes=10, batchnorm="linear")

@@ -9,6 +9,7 @@ From Python (see :mod:`sweeplab.api`)::
     study = sl.load_study("study.toml")
     sl.run(study, out="runs", workers=2)
     df = sl.epochs(study, out="runs")
+    lr = sl.lr_find(study=study, arm="baseline").suggestion   # LR range test
 
 Names load on first use, so ``import sweeplab`` (and the CLI's start) stays fast.
 """
@@ -31,6 +32,7 @@ _API = {
     "report": "sweeplab.api",
     "train": "sweeplab.api",
     "run_config": "sweeplab.api",
+    "lr_find": "sweeplab.api",
     "register_model": "sweeplab.models.registry",
     "RunConfig": "sweeplab.config.schema",
     "StudySpec": "sweeplab.study.spec",

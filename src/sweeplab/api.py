@@ -11,6 +11,7 @@ store, resume each other's runs and report the same outcomes::
     runs = sl.runs(study, out="runs")          # one row per run, configs flattened
     sl.report(study, out="runs")               # report.html and report.md, as the CLI writes them
     res = sl.train({"data": {"dataset": "digits"}, "model": {"name": "mlp"}, "epochs": 5})
+    lr = sl.lr_find(study=study, arm="baseline", out="runs").suggestion   # LR range test
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # pandas and torch load on first use, not on `import sweeplab
     from sweeplab.config import RunConfig
     from sweeplab.study import StudySpec
     from sweeplab.train.loop import RunResult
+    from sweeplab.train.lr_find import LrFindResult
 
 #: The optimizer a one-off run uses when nothing names one: trains every bundled dataset
 #: (``sweeplab train`` uses it too; a study's runs keep the schema's defaults).
@@ -61,13 +63,14 @@ def load_study(study: Any, *, overrides: list[str] | None = None, seeds: int | N
 
 def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, threads: int | None = None,
         data_dir: str | Path | None = None, progress: bool | Callable[[str, str, dict[str, Any]], None] = True,
-        ) -> "pd.DataFrame":
+        epochs: int | None = None) -> "pd.DataFrame":
     """Train every run of the study not yet finished (resuming any that stopped); returns
     :func:`runs` for it. ``progress``: print one line per finished run (True), nothing (False), or
-    a callback ``(run_id, event, info)`` getting every event."""
+    a callback ``(run_id, event, info)`` getting every event. ``epochs``: train that many instead
+    (as ``sweeplab run --epochs``; a completed shorter run of the same config is continued)."""
     from sweeplab.study.execute import prepare_study, run_study
 
-    spec = load_study(study)
+    spec = load_study(study, epochs=epochs) if epochs is not None else load_study(study)
     if workers != 1 and _script_without_main_guard():
         warnings.warn("this script has no `if __name__ == \"__main__\":` guard, so worker processes (which "
                       "re-run its top level) cannot start: training in one in-process worker", stacklevel=2)
@@ -104,7 +107,9 @@ class _RunLines:
         self.last: dict[str, dict[str, Any]] = {}
 
     def __call__(self, run_id: str, event: str, info: dict[str, Any]) -> None:
-        if event == "epoch":
+        if event == "start" and info.get("continuation"):
+            print(f"run {run_id}: {info['continuation']}", flush=True)
+        elif event == "epoch":
             self.last[run_id] = info.get("row") or {}
         elif event == "end":
             acc = self.last.pop(run_id, {}).get("test_acc")
@@ -163,9 +168,13 @@ def runs(study: Any, out: str | Path = "runs", *, version: int | None = None) ->
 
 
 def report(study: Any, out: str | Path = "runs", *, output_dir: str | Path | None = None,
-           formats: str | Iterable[str] = ("html", "md"), version: int | None = None) -> dict[str, Path]:
+           formats: str | Iterable[str] = ("html", "md"), version: int | None = None,
+           arms: str | Iterable[str] | None = None,
+           figure_formats: str | Iterable[str] | None = None) -> dict[str, Path]:
     """Write the study's report (default ``OUT/reports/STUDY``); returns the files by kind
-    (``html``, ``md``, ``figure:NAME``), exactly as ``sweeplab report`` writes them."""
+    (``html``, ``md``, ``figure:NAME``), exactly as ``sweeplab report`` writes them. ``arms``
+    (``"rnn,lstm"``) adds a figure of those arms together; ``figure_formats`` (``"png,svg,pdf"``)
+    the figure files to write, as ``--arms`` and ``--figure-format``."""
     from sweeplab.report import write_report
     from sweeplab.report.paths import report_dir
     from sweeplab.store import Store
@@ -173,7 +182,8 @@ def report(study: Any, out: str | Path = "runs", *, output_dir: str | Path | Non
     with Store(store_path(out), readonly=True) as store:
         name, shown = _study_name_version(store, study, version)
     target = Path(output_dir) if output_dir is not None else report_dir(Path(out), name)
-    return write_report(store_path(out), name, target, formats, version=shown)
+    return write_report(store_path(out), name, target, formats, version=shown, arms=arms,
+                        figure_formats=figure_formats)
 
 
 def run_config(config: Any, overrides: list[str] | None = None, base_dir: str | Path | None = None) -> "RunConfig":
@@ -216,3 +226,85 @@ def train(config: Any, out: str | Path = "runs", *, overrides: list[str] | None 
             store.forget_run(run_id(cfg))
         record_run(store, cfg)
         return fit(cfg, store, data_dir=data_dir, progress=progress)
+
+
+def lr_find(config: Any = None, *, study: Any = None, arm: str | None = None, seed: int | None = None,
+            start: float = 1e-7, end: float = 10.0, steps: int = 100, method: str = "valley",
+            out: str | Path = "runs", overrides: list[str] | None = None, data_dir: str | Path | None = None,
+            save: bool = True) -> "LrFindResult":
+    """LR range test of a run config, or of an arm of a study (``study=..., arm=...``; default
+    the baseline), following the fastai / Lightning conventions (see :mod:`sweeplab.train.lr_find`):
+    the lr grows exponentially from ``start`` to ``end`` over ``steps`` steps on a fresh model
+    that is thrown away after; the test stops when the smoothed loss passes 4x its minimum.
+
+    Returns the curve (``lrs``, ``losses``, ``smoothed``), the ``suggestion`` and its ``method``
+    (``valley``, fastai's default; ``steepest``; ``minimum``, the lr of the lowest loss / 10).
+    ``save``: store the test in ``OUT/sweeplab.db`` (table ``lr_finds``; the same test again
+    replaces its row) and write its plot to ``OUT/lr_find/`` as PNG and SVG (``result.files``).
+    No run in the store is read or changed. ``seed``: the run's seed (default: the config's, or
+    the study's first).
+    """
+    from sweeplab.errors import ConfigError
+    from sweeplab.train.lr_find import LrFindSettings, lr_find_key, range_test
+    from sweeplab.train.preflight import preflight
+
+    settings = LrFindSettings(start=start, end=end, steps=steps, method=method)
+    settings.check()
+    if (config is None) == (study is None):
+        raise ConfigError("give a run config or a study (with its arm), not both and not neither", path="lr_find")
+    if study is not None:
+        cfg, study_name, arm = _arm_config(load_study(study, overrides=overrides), arm, seed)
+    else:
+        if arm is not None:
+            raise ConfigError("an arm belongs to a study: give study=... with arm", path="arm")
+        cfg, study_name = run_config(config, overrides), None
+        if seed is not None:
+            cfg = _with_seed(cfg, seed)
+    preflight([cfg], data_dir)
+    result = range_test(cfg, settings, data_dir=data_dir)
+    result.key, result.study, result.arm = lr_find_key(cfg, settings, study_name, arm), study_name, arm
+    if save:
+        _save_lr_find(result, cfg, Path(out))
+    return result
+
+
+def _with_seed(cfg: "RunConfig", seed: int) -> "RunConfig":
+    from sweeplab.config.load import validate_run_config
+
+    return validate_run_config({**cfg.canonical(), "seed": seed}, "")
+
+
+def _arm_config(spec: "StudySpec", arm: str | None, seed: int | None) -> tuple["RunConfig", str, str]:
+    """The config an arm's run of ``seed`` trains with (its first grid point for a grid arm)."""
+    from sweeplab.errors import ConfigError
+    from sweeplab.vocabulary import BASELINE_ARM
+
+    names = [a.name for a in spec.arms]
+    arm = BASELINE_ARM if arm is None and BASELINE_ARM in names else arm
+    if arm is None:
+        raise ConfigError(f"study {spec.name!r} has no baseline arm: name one (arms: {', '.join(names)})", path="arm")
+    links = spec.runs_of(arm)
+    if not links:
+        raise ConfigError(f"no arm {arm!r} in study {spec.name!r} (arms: {', '.join(names)})", path="arm")
+    first = links[0]
+    if seed is None:
+        return first.config, spec.name, arm
+    same_point = [r for r in links if r.axes == first.axes and r.seed == seed]
+    return (same_point[0].config if same_point else _with_seed(first.config, seed)), spec.name, arm
+
+
+def _save_lr_find(result: "LrFindResult", cfg: "RunConfig", out: Path) -> None:
+    from sweeplab.report.lr_find import lr_find_figure, save_lr_find_figure
+    from sweeplab.report.paths import safe_name
+    from sweeplab.resolve import run_id
+    from sweeplab.store import Store
+
+    what = f"{result.study} / {result.arm}" if result.study else f"run {run_id(cfg)}"
+    title = f"LR range test: {what}, seed {result.seed}"
+    name = safe_name(f"{result.study}-{result.arm}" if result.study else f"run-{run_id(cfg)}", fallback="lr-find")
+    fig = lr_find_figure(result.curve(), result.suggestion, result.method, title)
+    result.files = save_lr_find_figure(fig, out / "lr_find" / f"{name}-seed{result.seed}-{result.key[:8]}")
+    with Store(store_path(out)) as store:
+        store.save_lr_find(result.key, study=result.study, arm=result.arm, config_json=cfg.to_json(),
+                           seed=result.seed, curve_json=result.curve(), suggestion=result.suggestion,
+                           method=result.method, detail=result.detail)

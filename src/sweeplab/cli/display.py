@@ -56,6 +56,8 @@ def start_line(info: dict[str, Any]) -> str:
     """What a run trains on, printed when it starts."""
     val = f"val {info['n_val']}, " if info.get("n_val") else ""
     resumed = f" | resumed after epoch {info['resumed_from']}" if info.get("resumed_from") else ""
+    if info.get("continuation"):  # continued from a shorter run, or why not
+        resumed = f" | {info['continuation']}"
     notes = "".join(f"\nnote: {n}" for n in info.get("notes") or ())
     return (
         f"data: {info['dataset']} ({info['source']}, sha256 {str(info['checksum'])[:12]}): train {info['n_train']}, "

@@ -41,6 +41,11 @@ class LiveDisplay:
         if event == "start":
             a.update(epochs=info["epochs"], epoch=info["resumed_from"], resumed=info["resumed_from"])
             self.done_epochs += info["resumed_from"]
+            if info.get("continuation"):  # continued from a shorter run of the same config, or why not
+                line = f"{a['label']} [{run_id}]: {info['continuation']}"
+                self.lines.append(line)
+                if self.plain:
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)
         elif event == "batch":
             a.update(step=info["step"], steps=info["steps"], epoch=info["epoch"] - 1)
         elif event == "epoch":

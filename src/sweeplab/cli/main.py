@@ -68,6 +68,8 @@ def train(
     if result.skipped:
         console.print(f"[yellow]run {result.run_id} is already {result.status} in {store_path(out)}; "
                       "shown from the store (--fresh retrains it)[/]")
+    elif result.continuation:  # continued from a shorter run of this config, or why not
+        console.print(result.continuation)
     elif result.resumed_from:
         console.print(f"resumed after epoch {result.resumed_from}")
     if result.status not in ("completed",):
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # The study subcommands register themselves on `app`.
 from . import report_cmd, study_cmds  # noqa: E402,F401
-from . import code_cmd, serve_cmd, studies_cmd  # noqa: E402,F401
+from . import code_cmd, lr_find_cmd, serve_cmd, studies_cmd  # noqa: E402,F401
 
 
 def run() -> None:

@@ -75,11 +75,11 @@ def _discard_stdout() -> None:
 
 
 def write_report_to(db: Path, study: str, target: Path, option: str, formats=None,
-                    version: int | None = None) -> dict[str, Path]:
+                    version: int | None = None, **options) -> dict[str, Path]:
     """``write_report`` into ``target``; an OS error names ``option`` (``--dir``, ``--out``)."""
     from sweeplab.report import FORMATS, write_report
 
     try:
-        return write_report(db, study, target, formats=formats or FORMATS, version=version)
+        return write_report(db, study, target, formats=formats or FORMATS, version=version, **options)
     except OSError as err:
         raise output_error(option, target, err, "give a folder that can be written") from None

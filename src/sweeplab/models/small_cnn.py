@@ -18,7 +18,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from sweeplab.models._common import can_pool, check_activation, check_bool, conv_out
+from sweeplab.models._common import _fail as fail
+from sweeplab.models._common import can_pool, check_activation, conv_out
 
 
 class SmallCNN(nn.Module):
@@ -27,7 +28,9 @@ class SmallCNN(nn.Module):
     Subclasses fix the layer sizes. Options:
         activation: one of ``none, relu, swish, leaky_relu, tanh, gelu``, used after every conv
             and every hidden Linear.
-        batchnorm: BatchNorm after every conv and every hidden Linear, before the activation.
+        batchnorm: ``true``: BatchNorm after every conv and every hidden Linear, before the
+            activation; ``"conv"``: after the convolutions only (as in the ECE 661 SimpleNN);
+            ``false``: none.
     """
 
     #: (out_channels, kernel_size) of each conv layer; each is followed by a 2x2 max-pool.
@@ -41,11 +44,15 @@ class SmallCNN(nn.Module):
         num_classes: int,
         *,
         activation: str = "relu",
-        batchnorm: bool = False,
+        batchnorm: bool | str = False,
     ) -> None:
         super().__init__()
         make_activation = check_activation(activation)
-        batchnorm = check_bool("batchnorm", batchnorm)
+        # "conv" rather than a second option: a new option's default would change every existing
+        # run's identity (defaults are part of it), a new value of this one changes none.
+        if not isinstance(batchnorm, bool) and batchnorm != "conv":
+            fail("batchnorm", batchnorm, 'true, false or "conv" (after the convolutions only)')
+        head_norm = batchnorm is True
 
         channels, height, width = input_shape
         same_padding = self._needs_padding(height, width)
@@ -68,7 +75,7 @@ class SmallCNN(nn.Module):
         in_features = channels * height * width
         for out_features in self.fc_hidden:
             head.append(nn.Linear(in_features, out_features))
-            if batchnorm:
+            if head_norm:
                 head.append(nn.BatchNorm1d(out_features))
             head.append(make_activation())
             in_features = out_features

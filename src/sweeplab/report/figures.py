@@ -1,10 +1,4 @@
-"""The report's figures, drawn with matplotlib's object API on the Agg canvas and kept as PNG bytes.
-
-No pyplot and no backend switching: pyplot holds global state, and ``sweeplab run --report``
-redraws from a callback while the study trains; ``Figure.savefig`` renders PNG with Agg anyway.
-Each arm setting keeps one colour (and line style) in every figure, assigned in study order
-rather than by results, so a refreshed report does not repaint its arms. The baseline is always
-near-black.
+"""The report's figures (see ``canvas.py`` for how they are drawn, coloured and rendered).
 
 Figures: one per metric overlaying every setting (mean over seeds with a shaded 95% band), one
 small figure per arm, sweep figures for arms with one numeric grid axis, the per-class test
@@ -13,20 +7,21 @@ accuracy heatmap and the best setting's confusion matrix.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
-from matplotlib import colormaps
-from matplotlib.figure import Figure as _MplFigure
-from matplotlib.ticker import MaxNLocator, NullFormatter
+from matplotlib.ticker import MaxNLocator
+
 from sweeplab.vocabulary import lower_is_better
 
+from .canvas import BASELINE_COLOUR, RC, Figure, Style, figure, styles
+from .canvas import new as _new
 from .stats import mean_curve, spans_decades
 from .tables import ArmSetting, RunData
+
+__all__ = ["BASELINE_COLOUR", "CURVE_METRICS", "Figure", "Style", "styles"]
 
 #: Metrics drawn as curves, with their titles; val and lr only when the study has them.
 CURVE_METRICS: tuple[tuple[str, str], ...] = (
@@ -40,54 +35,7 @@ CURVE_METRICS: tuple[tuple[str, str], ...] = (
 )
 #: Loss axes switch to log scale when the plotted values span more than this many decades.
 LOG_DECADES = 2.0
-BASELINE_COLOUR = "#1a1a1a"
-# tab10 without its grey (kept for nothing) and without near-black, then Dark2 for more arms.
-_PALETTE = [c for i, c in enumerate(colormaps["tab10"].colors) if i != 7] + list(colormaps["Dark2"].colors)
-_STYLES = ("-", "--", "-.", ":")
-DPI = 100
-_RC = {"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 8, "axes.grid": True, "grid.alpha": 0.3}
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One rendered figure: a file stem, a title, a caption saying how to read it, PNG bytes."""
-
-    name: str
-    title: str
-    caption: str
-    png: bytes
-    section: str
-    """curves, arms, sweeps, per_class or confusion: where the report places it."""
-
-
-@dataclass(frozen=True)
-class Style:
-    colour: Any
-    line: str
-
-
-def styles(settings: Sequence[ArmSetting]) -> dict[str, Style]:
-    """Label -> colour and line style, by study order (``ArmSetting.position``), baseline first."""
-    out: dict[str, Style] = {}
-    i = 0
-    for s in sorted(settings, key=lambda s: s.position):
-        if s.is_baseline:
-            out[s.label] = Style(BASELINE_COLOUR, "-")
-            continue
-        out[s.label] = Style(_PALETTE[i % len(_PALETTE)], _STYLES[(i // len(_PALETTE)) % len(_STYLES)])
-        i += 1
-    return out
-
-
-def _png(fig: _MplFigure) -> bytes:
-    buf = io.BytesIO()
-    # No Software/URL metadata: the HTML must hold no external reference, even inside an image.
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
-
-
-def _new(width: float, height: float) -> _MplFigure:
-    return _MplFigure(figsize=(width, height), dpi=DPI, layout="constrained")
+_RC = RC
 
 
 def _is_acc(metric: str) -> bool:
@@ -116,8 +64,9 @@ def _draw_mean(ax: Any, runs: Sequence[RunData], metric: str, style: Style, labe
         return []
     xs = [e for e, _ in mc]
     ys = [m.mean * scale for _, m in mc]
-    ax.plot(xs, ys, color=style.colour, linestyle=style.line, linewidth=1.8, label=label,
-            marker="o" if len(xs) == 1 else None, markersize=4)
+    base = style.colour == BASELINE_COLOUR  # the baseline drawn thicker and on top, never hidden
+    ax.plot(xs, ys, color=style.colour, linestyle=style.line, linewidth=2.6 if base else 1.8, label=label,
+            marker="o" if len(xs) == 1 else None, markersize=4, zorder=5 if base else 2)
     if band and any(m.n >= 2 for _, m in mc):
         lo = [(m.ci_low if m.ci_low is not None else m.mean) * scale for _, m in mc]
         hi = [(m.ci_high if m.ci_high is not None else m.mean) * scale for _, m in mc]
@@ -154,7 +103,8 @@ def _diverged_markers(ax: Any, settings: Sequence[ArmSetting], palette: dict[str
     return drawn
 
 
-def curve_figure(settings: Sequence[ArmSetting], metric: str, title: str, palette: dict[str, Style]) -> Figure | None:
+def curve_figure(settings: Sequence[ArmSetting], metric: str, title: str, palette: dict[str, Style],
+                 ylabel: str | None = None) -> Figure | None:
     """Every setting's mean curve of ``metric`` over epochs; None when no run has the metric."""
     runs_by = [(s, s.trained_runs) for s in settings]
     if not any(r.curve(metric) for _, runs in runs_by for r in runs):
@@ -177,24 +127,24 @@ def curve_figure(settings: Sequence[ArmSetting], metric: str, title: str, palett
             _positive_floor(ax, values)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(f"{title.split(' (')[0].lower()}" + (" (%)" if scale == 100 else ""))
+        ax.set_ylabel((ylabel or title.split(" (")[0].lower()) + (" (%)" if scale == 100 else ""))
         full_title = f"{title} ({why})" if why else title
         ax.set_title(full_title)
         if marked:
             ax.plot([], [], marker="X", color="grey", markeredgecolor="black", linestyle="none",
                     label="diverged (epoch of the non-finite loss)")
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-        png = _png(fig)
     caption = ("Mean over seeds per epoch; the shaded band is the 95% confidence interval of the mean "
                "(absent where only one run has the epoch).")
     if why:
         caption += f" The y-axis is on a {why}."
     if marked:
         caption += " An X at the top marks the epoch in which runs diverged (×n: n seeds)."
-    return Figure(f"curve_{metric}", full_title, caption, png, "curves")
+    return figure(f"curve_{metric}", full_title, caption, fig, "curves")
 
 
-def arm_figure(arm: str, settings: Sequence[ArmSetting], palette: dict[str, Style], slug: str) -> Figure | None:
+def arm_figure(arm: str, settings: Sequence[ArmSetting], palette: dict[str, Style], slug: str,
+               description: str = "") -> Figure | None:
     """Small figure of one arm: train loss and test accuracy, each seed thin, the mean thick."""
     if not any(s.trained_runs for s in settings):
         return None
@@ -225,69 +175,8 @@ def arm_figure(arm: str, settings: Sequence[ArmSetting], palette: dict[str, Styl
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_acc.legend(loc="lower right", frameon=False)
         fig.suptitle(f"arm: {arm}", fontsize=10)
-        png = _png(fig)
     caption = "Thin lines: single seeds; thick: their mean." + (f" Loss on a {why}." if why else "")
-    return Figure(f"arm_{slug}", f"Arm {arm}", caption, png, "arms")
-
-
-def sweep_figure(arm: str, settings: Sequence[ArmSetting], axis: str, baseline: ArmSetting | None,
-                 palette: dict[str, Style], slug: str) -> Figure:
-    """Final and best test accuracy against the arm's numeric grid value, with 95% CI error bars.
-
-    Other (non-numeric) axes of the arm make separate lines. Points whose runs all diverged are
-    marked at the bottom.
-    """
-    others = [k for k in dict.fromkeys(k for s in settings for k in s.axes) if k != axis]
-    series: dict[str, list[ArmSetting]] = {}
-    for s in settings:
-        key = ", ".join(f"{k}={s.axes.get(k)}" for k in others)
-        series.setdefault(key, []).append(s)
-    xs_all = [float(s.axes[axis]) for s in settings]
-    log_x = min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 10
-    with matplotlib.rc_context(_RC):
-        fig = _new(7.5, 4.2)
-        ax = fig.add_subplot()
-        for name, members in series.items():
-            members = sorted(members, key=lambda s: s.axes[axis])
-            colour = palette[members[0].label].colour if len(series) > 1 else "#1f77b4"
-            for attr, label, fmt in (("final_test_acc", "final", "o-"), ("best_test_acc", "best epoch", "s--")):
-                pts = [(float(s.axes[axis]), getattr(s, attr)) for s in members if getattr(s, attr).n]
-                if not pts:
-                    continue
-                x = [p[0] for p in pts]
-                y = [100 * p[1].mean for p in pts]
-                # 95% CI, cut to the possible range [0, 100]% (a t-interval of two seeds can pass it).
-                lo = [100 * max(p[1].ci_low, 0.0) if p[1].ci_low is not None else v for p, v in zip(pts, y)]
-                hi = [100 * min(p[1].ci_high, 1.0) if p[1].ci_high is not None else v for p, v in zip(pts, y)]
-                err = [[v - a for v, a in zip(y, lo)], [b - v for v, b in zip(y, hi)]]
-                ax.errorbar(x, y, yerr=err, fmt=fmt, color=colour, capsize=3, markersize=5,
-                            markerfacecolor=colour if attr == "final_test_acc" else "white",
-                            label=f"{label} test acc" + (f" ({name})" if name else ""))
-            for s in members:
-                if not s.final_test_acc.n and s.diverged_runs:
-                    ax.plot([float(s.axes[axis])], [0.04], transform=ax.get_xaxis_transform(), marker="X",
-                            markersize=10, color=colour, markeredgecolor="black", linestyle="none")
-                    ax.annotate("diverged", (float(s.axes[axis]), 0.04), xycoords=ax.get_xaxis_transform(),
-                                xytext=(7, -3), textcoords="offset points", fontsize=8)
-        if baseline is not None and baseline.final_test_acc.n:
-            ax.axhline(100 * baseline.final_test_acc.mean, color=BASELINE_COLOUR, linestyle=":", linewidth=1,
-                       label="baseline (final)")
-        if log_x:
-            ax.set_xscale("log")
-        values = sorted(set(xs_all))
-        if len(values) <= 12:  # label the grid values themselves, not powers of ten
-            ax.set_xticks(values, [f"{v:g}" for v in values])
-            ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(axis + (" (log scale)" if log_x else ""))
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{arm}: test accuracy against {axis}")
-        ax.legend(frameon=False, loc="best")
-        png = _png(fig)
-    caption = (f"Mean over seeds of the final (filled) and best-epoch (hollow) test accuracy at each value "
-               f"of {axis}; error bars are 95% confidence intervals (none with one seed).")
-    if log_x:
-        caption += " The x-axis is logarithmic because the values span a decade or more."
-    return Figure(f"sweep_{slug}", f"Sweep: {arm} over {axis}", caption, png, "sweeps")
+    return figure(f"arm_{slug}", f"Arm {arm}", caption, fig, "arms", description)
 
 
 def _tick_labels(k: int, names: Sequence[str]) -> list[str]:
@@ -319,8 +208,7 @@ def per_class_figure(settings: Sequence[ArmSetting], names: Sequence[str] = ()) 
                                 color="white" if v < 60 else "black")
         fig.colorbar(im, ax=ax, label="test accuracy (%)")
         ax.set_title("Per-class test accuracy at the final epoch (mean over completed seeds)")
-        png = _png(fig)
-    return Figure("per_class", "Per-class test accuracy", "Rows in table order (best first).", png, "per_class")
+    return figure("per_class", "Per-class test accuracy", "Rows in table order (best first).", fig, "per_class")
 
 
 def confusion_figure(s: ArmSetting, names: Sequence[str] = ()) -> Figure | None:
@@ -348,6 +236,5 @@ def confusion_figure(s: ArmSetting, names: Sequence[str] = ()) -> Figure | None:
         ax.set_ylabel("true class")
         fig.colorbar(im, ax=ax, label="share of the true class")
         ax.set_title(f"Confusion matrix: {s.label} (final epoch, {s.final_test_acc.n} seeds summed)")
-        png = _png(fig)
-    return Figure("confusion_best", f"Confusion matrix of the best setting ({s.label})",
-                  "Counts summed over seeds; colour is the share of each true class.", png, "confusion")
+    return figure("confusion_best", f"Confusion matrix of the best setting ({s.label})",
+                  "Counts summed over seeds; colour is the share of each true class.", fig, "confusion")

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from scipy import stats
 
 from .stats import ALPHA, ChanceTest, Comparison, chance_test, mean_curve, welch
-from .tables import ArmSetting, RunData, by_arm, flatten, numeric_axis
+from .tables import ArmSetting, RunData, batch_families, by_arm, numeric_axis
 from .numbers import pct, points, pval
+from sweeplab.vocabulary import lower_is_better
 
 #: Overfitting needs the mean test accuracy to fall at least this far from its peak ...
 OVERFIT_MIN_DROP = 0.02
@@ -32,15 +33,16 @@ METHOD_NOTES = (
     "Final values are from the last epoch of completed runs. Diverged runs have no final "
     "accuracy: they are left out of means and counted under outcomes.",
     "Trends along a numeric grid axis (one arm, one axis) are Spearman rank correlations between "
-    "the axis value and each completed run's final test accuracy, tested at the same α.",
+    "the axis value and each completed run's final value of the study metric, tested at the same α.",
     "Mean ± sample standard deviation (ddof=1) over seeds; n is the number of completed runs; "
     "the 95% CI is mean ± t(0.975, n−1)·std/√n. With n=1 there is no spread, no CI and no test.",
     "Best test accuracy is each run's maximum over its epochs (mean over completed runs), with the "
     "median of the epochs where the maxima were reached; epochs to 95% of best is the first epoch at "
     "which a run's test accuracy reached 95% of its own maximum; the train − test gap is final train "
     "minus final test accuracy, per run.",
-    "Rows are ranked by the study metric; the difference from the baseline is in final test "
-    "accuracy.",
+    "Rows are ranked by the study metric, and the differences from the baseline (and from an arm's "
+    "base), their Welch tests and the sweep trends use the same metric; the test set is reported "
+    "beside it.",
     f"Differences are tested with Welch's unequal-variance t-test at α={ALPHA}; p-values are not "
     f"corrected for multiple comparisons, so with many arms some 'significant' results are "
     f"expected by chance alone.",
@@ -75,6 +77,20 @@ def describe(s: ArmSetting, digits: int = 1) -> str:
         return "no completed run"
     spread = f" ± {100 * f.std:.{digits}f}" if f.std is not None else ""
     return f"{pct(f.mean, digits)}{spread} (n={f.n})"
+
+
+def metric_name(metric: str) -> str:
+    """``val_acc`` -> ``validation accuracy``, for sentences."""
+    kind, _, what = metric.partition("_")
+    return {"val": "validation", "test": "test", "train": "train"}.get(kind, kind) + " " + (
+        {"acc": "accuracy"}.get(what, what))
+
+
+def diff_text(diff: float | None, metric: str) -> str:
+    """A difference in the study metric: points for accuracies, the raw value for losses."""
+    if diff is None:
+        return "-"
+    return points(diff) if metric.endswith("acc") else f"{diff:+.3g}"
 
 
 def comparison_text(c: Comparison) -> str:
@@ -258,12 +274,13 @@ def _metric_text(s: ArmSetting, metric: str) -> str:
     return f"{m.mean:.4g}{spread} (n={m.n})"
 
 
-def baseline(settings: Sequence[ArmSetting]) -> list[Finding]:
+def baseline(settings: Sequence[ArmSetting], metric: str = "test_acc") -> list[Finding]:
     base = next((s for s in settings if s.is_baseline), None)
     if base is None:
         return [Finding("baseline", "The study has no baseline arm, so no arm is compared with one.")]
-    if base.final_test_acc.n == 0:
+    if base.metric.n == 0:
         return [Finding("baseline", "The baseline has no completed run yet: nothing can be compared with it.")]
+    higher = not lower_is_better(metric)
     groups: dict[str, list[str]] = {"better": [], "worse": [], "noise": [], "untested": []}
     subjects = []
     for s in settings:
@@ -271,11 +288,11 @@ def baseline(settings: Sequence[ArmSetting]) -> list[Finding]:
         if s.is_baseline or c is None or c.diff is None:
             continue
         subjects.append(s.label)
-        item = f"{s.label} ({points(c.diff)}, {c.note if c.p is None else pval(c.p)})"
+        item = f"{s.label} ({diff_text(c.diff, metric)}, {c.note if c.p is None else pval(c.p)})"
         if c.p is None:
             groups["untested"].append(item)
         elif c.significant:
-            groups["better" if c.diff > 0 else "worse"].append(item)
+            groups["better" if (c.diff > 0) == higher else "worse"].append(item)
         else:
             groups["noise"].append(item)
     clauses = []
@@ -289,16 +306,22 @@ def baseline(settings: Sequence[ArmSetting]) -> list[Finding]:
         clauses.append("No test possible: " + "; ".join(groups["untested"]))
     if not clauses:
         clauses.append("No other arm setting has completed runs yet")
-    text = (f"Against the baseline ({describe(base)} final test accuracy; differences in points, "
-            "Welch's test). " + ". ".join(clauses) + ".")
+    unit = "points, " if metric.endswith("acc") else ""
+    text = (f"Against the baseline ({_metric_text(base, metric)} final {metric_name(metric)}; differences in "
+            f"{unit}Welch's test). " + ". ".join(clauses) + ".")
     tested = len(groups["better"]) + len(groups["worse"]) + len(groups["noise"])
     if tested >= 5:
         text += (f" With {tested} tests at α={ALPHA}, about {ALPHA * tested:.1f} would come out "
                  "significant by chance alone.")
+    if metric != "test_acc":
+        tests = [f"{s.label} {diff_text(s.vs_baseline_test.diff, 'test_acc')}" for s in settings
+                 if s.vs_baseline_test is not None and s.vs_baseline_test.diff is not None]
+        if tests:
+            text += " On the test set (final test accuracy against the baseline's): " + "; ".join(tests) + "."
     return [Finding("baseline", text, tuple(subjects))]
 
 
-def stacked(settings: Sequence[ArmSetting]) -> list[Finding]:
+def stacked(settings: Sequence[ArmSetting], metric: str = "test_acc") -> list[Finding]:
     """Arms built on each other (``base = ...``): each chain in order, every step against the step
     before it as well as against the baseline."""
     by_arm = {s.arm: s for s in settings}
@@ -311,32 +334,19 @@ def stacked(settings: Sequence[ArmSetting]) -> list[Finding]:
         steps = []
         for s in reversed(chain):
             c, b = s.vs_base, s.vs_baseline
-            own = (f"{points(c.diff)} vs {s.base} ({c.note if c.p is None else pval(c.p)})"
+            own = (f"{diff_text(c.diff, metric)} vs {s.base} ({c.note if c.p is None else pval(c.p)})"
                    if c is not None and c.diff is not None else "first step")
-            total = f", {points(b.diff)} vs the baseline" if b is not None and b.diff is not None else ""
-            steps.append(f"{s.label}: {describe(s)}, {own}{total}")
-        out.append(Finding("stacked", "Built step by step (each arm on the one before, final test accuracy): "
+            total = f", {diff_text(b.diff, metric)} vs the baseline" if b is not None and b.diff is not None else ""
+            steps.append(f"{s.label}: {_metric_text(s, metric)}, {own}{total}")
+        out.append(Finding("stacked", f"Built step by step (each arm on the one before, final {metric_name(metric)}): "
                                       + "; then ".join(steps) + ".", tuple(s.label for s in reversed(chain))))
     return out
 
 
 def batch_size(settings: Sequence[ArmSetting], device_is_cpu: bool) -> list[Finding]:
     """Time per epoch and memory against batch size, among settings that differ only in it."""
-    families: dict[str, list[ArmSetting]] = {}
-    for s in settings:
-        if not s.trained_runs or not isinstance(s.batch_size, int):
-            continue
-        rest = flatten(s.trained_runs[0].config)
-        for key in ("batch_size", "seed", "threads"):
-            rest.pop(key, None)
-        families.setdefault(repr(sorted(rest.items(), key=lambda kv: kv[0])), []).append(s)
     out = []
-    for members in families.values():
-        by_bs: dict[int, ArmSetting] = {}
-        for s in members:
-            by_bs.setdefault(s.batch_size, s)  # type: ignore[arg-type]
-        if len(by_bs) < 2:
-            continue
+    for by_bs in batch_families(settings):
         sizes = sorted(by_bs)
         parts = []
         for bs in sizes:
@@ -403,24 +413,26 @@ def outcomes(settings: Sequence[ArmSetting]) -> list[Finding]:
     return out
 
 
-def sweeps(settings: Sequence[ArmSetting]) -> list[Finding]:
+def sweeps(settings: Sequence[ArmSetting], metric: str = "test_acc") -> list[Finding]:
     """For each arm whose only grid axis is numeric (lr, batch size, sequence length...): how the
-    final test accuracy moves along it, with a Spearman rank correlation over the runs."""
+    final study metric moves along it, with a Spearman rank correlation over the runs."""
     out = []
     for arm, members in by_arm(settings).items():
         axis = numeric_axis(members)
         if axis is None or any(set(s.axes) != {axis} for s in members):
             continue  # no single numeric axis: other axes would mix into the trend
-        pts = sorted((s for s in members if s.final_test_acc.n), key=lambda s: s.axes[axis])
+        pts = sorted((s for s in members if s.metric.n), key=lambda s: s.axes[axis])
         if len(pts) < 3:
             continue
-        xs = [float(s.axes[axis]) for s in pts for _ in s.final_test_acc.values]
-        ys = [v for s in pts for v in s.final_test_acc.values]
-        top = max(pts, key=lambda s: s.final_test_acc.mean)
-        text = (f"{arm}: final test accuracy against {axis} goes from {describe(pts[0])} at {pts[0].axes[axis]} "
-                f"to {describe(pts[-1])} at {pts[-1].axes[axis]}, highest at {axis}={top.axes[axis]} "
-                f"({describe(top)}). ")
-        if min(s.final_test_acc.n for s in pts) < 2:
+        xs = [float(s.axes[axis]) for s in pts for _ in s.metric.values]
+        ys = [v for s in pts for v in s.metric.values]
+        sign = -1.0 if lower_is_better(metric) else 1.0
+        top = max(pts, key=lambda s: sign * s.metric.mean)
+        name = metric_name(metric)
+        text = (f"{arm}: final {name} against {axis} goes from {_metric_text(pts[0], metric)} at "
+                f"{pts[0].axes[axis]} to {_metric_text(pts[-1], metric)} at {pts[-1].axes[axis]}, "
+                f"{'lowest' if sign < 0 else 'highest'} at {axis}={top.axes[axis]} ({_metric_text(top, metric)}). ")
+        if min(s.metric.n for s in pts) < 2:
             out.append(Finding("sweep", text + "With one seed at some values, no trend is tested (n=1, no test).",
                                tuple(s.label for s in pts)))
             continue
@@ -441,9 +453,9 @@ def write_findings(ranked: Sequence[ArmSetting], metric: str, device_is_cpu: boo
     """Every finding, in reading order: the answer first, then what went wrong, then details."""
     return [
         *best(ranked, metric),
-        *baseline(ranked),
-        *stacked(ranked),
-        *sweeps(ranked),
+        *baseline(ranked, metric),
+        *stacked(ranked, metric),
+        *sweeps(ranked, metric),
         *divergence(ranked),
         *chance(ranked),
         *overfitting(ranked),

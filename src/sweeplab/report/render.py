@@ -83,12 +83,17 @@ def document(report: Report) -> list[Block]:
     blocks += _comparison(report)
     if report.reference:
         blocks += _reference(report)
-    sections = (("curves", "Curves"), ("sweeps", "Sweeps"), ("arms", "Arms one by one"))
+    sections = (("curves", "Curves"), ("sweeps", "Sweeps"), ("overlays", "Chosen arms together"),
+                ("resources", "Time and memory against batch size"), ("lr_find", "LR range tests"),
+                ("arms", "Arms one by one"))
     for section, title in sections:
         figs = [f for f in report.figures if f.section == section]
         if figs:
             blocks.append(Heading(2, title, section))
-            blocks += [Fig(f) for f in figs]
+            for f in figs:
+                if f.description:
+                    blocks.append(Para(f.description))
+                blocks.append(Fig(f))
     blocks += _per_class(report)
     blocks += _appendix(report)
     blocks += [Heading(2, "How the numbers are computed", "method"), Bullets(list(report.notes))]
@@ -134,8 +139,10 @@ def _header(report: Report) -> list[Block]:
 
 def _comparison(report: Report) -> list[Block]:
     h = report.header
+    acc_metric = h.metric.endswith("acc")
     headers = ["#", "arm setting", "params", "FLOPs/example", "final test acc % (mean ± std)", "n",
-               "95% CI", "best test acc % (epoch)", "Δ vs baseline (points)", "Welch p",
+               "95% CI", "best test acc % (epoch)",
+               f"Δ {h.metric} vs baseline" + (" (points)" if acc_metric else ""), "Welch p",
                "final train acc %", "train − test gap (points)", "epochs to 95% of best", "s / epoch",
                "train images/s", "peak MiB", "outcomes"]
     # The column the table is sorted by, when it is not already there.
@@ -144,6 +151,8 @@ def _comparison(report: Report) -> list[Block]:
         headers.insert(5, f"final {h.metric}")
     if h.has_val:
         headers += ["final val acc %", "best val acc %"]
+    if h.metric != "test_acc":
+        headers.append("Δ test acc vs baseline (points)")
     headers += [c if c == "reference" else f"reference: {c}" for c in report.reference_columns]
     rows, highlight = [], set()
     for i, s in enumerate(report.settings):
@@ -155,7 +164,7 @@ def _comparison(report: Report) -> list[Block]:
         elif c is None:
             delta, p = "-", "no baseline"
         else:
-            delta = _f(None if c.diff is None else 100 * c.diff, "{:+.2f}")
+            delta = _delta(c, acc_metric)
             p = pval(c.p).replace("p=", "").replace("p<", "<") if c.p is not None else (c.note or "-")
         best = "-" if s.best_test_acc.mean is None else f"{100 * s.best_test_acc.mean:.2f} ({s.best_epoch:g})"
         row = [
@@ -170,13 +179,33 @@ def _comparison(report: Report) -> list[Block]:
             row.insert(5, acc_pm(m) if h.metric.endswith("acc") else _f(m.mean, "{:.4g}"))
         if h.has_val:
             row += [acc_pm(s.final_val_acc), acc_pm(s.best_val_acc)]
+        if h.metric != "test_acc":
+            row.append("(baseline)" if s.is_baseline else _delta(s.vs_baseline_test, True))
         row += [value_text(s.reference[c]) if c in s.reference else "-" for c in report.reference_columns]
         rows.append(row)
     intro = (f"One row per arm setting, over seeds; sorted by final {h.metric} "
              f"({'lower' if lower_is_better(h.metric) else 'higher'} is better), ★ marks the best. "
              "Accuracies in percent; n counts completed runs (diverged runs have no final accuracy); "
              "confidence intervals are cut to the possible range 0-100.")
-    return [Heading(2, "Comparison", "comparison"), Para(intro), Table(headers, rows, highlight, left=2)]
+    blocks: list[Block] = [Heading(2, "Comparison", "comparison"), Para(intro), Table(headers, rows, highlight, left=2)]
+    return blocks + _arm_descriptions(report)
+
+
+def _delta(c: Any, acc: bool) -> str:
+    if c is None or c.diff is None:
+        return "-"
+    return _f(100 * c.diff, "{:+.2f}") if acc else _f(c.diff, "{:+.4g}")
+
+
+def _arm_descriptions(report: Report) -> list[Block]:
+    """What each arm is, as the study file describes it (one row per arm, in study order)."""
+    seen: dict[str, Any] = {}
+    for s in sorted(report.settings, key=lambda s: s.position):
+        seen.setdefault(s.arm, s)
+    rows = [[arm, s.base or "", s.description or "-"] for arm, s in seen.items()]
+    if not any(s.description for s in seen.values()):
+        return []
+    return [Heading(3, "The arms", "arms-described"), Table(["arm", "builds on", "description"], rows, left=3)]
 
 
 def _reference(report: Report) -> list[Block]:
@@ -236,6 +265,9 @@ def _appendix(report: Report) -> list[Block]:
             outcome += f" ({r.detail['reason']})"
         elif r.status in ("failed", "interrupted") and r.status_detail:
             outcome += f": {r.status_detail.strip().splitlines()[-1][:120]}"
+        if r.continued_from:  # one run family: the longer run trained on from the shorter one's end
+            outcome += f"; continued from {r.continued_from}" + (
+                f" (epochs 1-{r.continued_epochs} shared)" if r.continued_epochs else "")
         best = r.best("test_acc")
         rows.append([
             r.label, str(r.seed), r.run_id, outcome, f"{len(r.epochs)}/{r.epochs_planned or '?'}", config,
@@ -297,7 +329,8 @@ def render_html(report: Report) -> str:
         elif isinstance(b, Fig):
             f = b.figure
             data = base64.b64encode(f.png).decode("ascii")
-            parts.append(f'<figure><img alt="{_h(f.title)}" src="data:image/png;base64,{data}">'
+            width = f' width="{f.width_px}"' if f.width_px else ""
+            parts.append(f'<figure><img alt="{_h(f.title)}"{width} src="data:image/png;base64,{data}">'
                          f"<figcaption><b>{_h(f.title)}.</b> {_h(f.caption)}</figcaption></figure>")
     title = _h(f"sweeplab report: {report.header.name}")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -58,6 +58,9 @@ class RunData:
     data_checksum: str | None
     started_at: str | None
     finished_at: str | None
+    #: The shorter run this one continued, and how many of its epochs it shares (see train.continuation).
+    continued_from: str | None = None
+    continued_epochs: int | None = None
 
     @property
     def completed(self) -> bool:
@@ -132,10 +135,14 @@ class ArmSetting:
     metric: Summary = field(default_factory=Summary)
     """Final value of the study's metric, per completed run: what the table is sorted by."""
     vs_baseline: Comparison | None = None
-    """Final test accuracy minus the baseline's, with Welch's test; None for the baseline itself
+    """Final study metric minus the baseline's, with Welch's test; None for the baseline itself
     or when the study has no baseline."""
     vs_base: Comparison | None = None
-    """Final test accuracy minus the parent arm's (``base``), with Welch's test: the step's own effect."""
+    """Final study metric minus the parent arm's (``base``), with Welch's test: the step's own effect."""
+    vs_baseline_test: Comparison | None = None
+    """Final test accuracy minus the baseline's, when the study metric is another one (shown beside)."""
+    description: str = ""
+    """The arm's ``description`` from the study file."""
     rank: int | None = None
     """1 for the best setting by the study metric; None for settings without a completed run."""
     per_class_acc: list[float] | None = None
@@ -178,6 +185,7 @@ def load_runs(store: Store, study: str, version: int | None = None, *, extra: st
             batch_size=rec.batch_size_used, wall_time_s=rec.wall_time_s or 0.0,
             device=env.get("device") or rec.device, env=env, data_source=rec.data_source,
             data_checksum=rec.data_checksum, started_at=rec.started_at, finished_at=rec.finished_at,
+            continued_from=rec.continued_from, continued_epochs=rec.continued_epochs,
         ))
     return out
 
@@ -192,10 +200,11 @@ def group_settings(runs: list[RunData], spec: Mapping[str, Any]) -> list[ArmSett
     groups: dict[tuple[str, str], list[RunData]] = {}
     for run in runs:
         groups.setdefault((run.arm, run.label), []).append(run)
-    bases = {a["name"]: a.get("base") for a in spec.get("arms", [])}
+    arms = {a["name"]: a for a in spec.get("arms", [])}
     settings = [
         ArmSetting(arm=arm, label=label, axes=axes.get((arm, label), {}), position=i, runs=members,
-                   is_baseline=arm == BASELINE_ARM, base=bases.get(arm))
+                   is_baseline=arm == BASELINE_ARM, base=arms.get(arm, {}).get("base"),
+                   description=str(arms.get(arm, {}).get("description") or ""))
         for i, ((arm, label), members) in enumerate(groups.items())
     ]
     for s in settings:
@@ -219,6 +228,8 @@ def _fill(s: ArmSetting) -> None:
     s.params = _first([r.params for r in s.runs])
     s.flops = _first([r.flops for r in s.runs])
     s.batch_size = _first([r.batch_size for r in s.runs]) or _first([r.config.get("batch_size") for r in s.runs])
+    if s.axes.get("batch_size") == "max" and isinstance(s.batch_size, int):
+        s.axes = {**s.axes, "batch_size": s.batch_size}  # a grid's "max" is shown at the size it resolved to
     s.final_test_acc = _final(done, "test_acc")
     s.final_train_acc = _final(done, "train_acc")
     s.final_test_loss = _final(done, "test_loss")
@@ -274,9 +285,11 @@ def rank_settings(settings: list[ArmSetting], metric: str) -> list[ArmSetting]:
     by_arm = {s.arm: s for s in settings}  # a base arm is one config, so one setting
     for s in settings:
         if baseline is not None and s is not baseline:
-            s.vs_baseline = welch(s.final_test_acc, baseline.final_test_acc)
+            s.vs_baseline = welch(s.metric, baseline.metric)
+            if metric != "test_acc":
+                s.vs_baseline_test = welch(s.final_test_acc, baseline.final_test_acc)
         if s.base in by_arm:
-            s.vs_base = welch(s.final_test_acc, by_arm[s.base].final_test_acc)
+            s.vs_base = welch(s.metric, by_arm[s.base].metric)
     return scored + [s for s in settings if not s.metric.n]
 
 
@@ -324,3 +337,24 @@ def by_arm(settings: Sequence[ArmSetting]) -> dict[str, list[ArmSetting]]:
     for s in settings:
         arms.setdefault(s.arm, []).append(s)
     return arms
+
+
+def batch_families(settings: Sequence[ArmSetting]) -> list[dict[int, ArmSetting]]:
+    """Groups of settings whose configs differ only in batch size (seed and threads aside), each
+    as batch size -> setting (the first one per size), with two sizes or more."""
+    families: dict[str, list[ArmSetting]] = {}
+    for s in settings:
+        if not s.trained_runs or not isinstance(s.batch_size, int):
+            continue
+        rest = flatten(s.trained_runs[0].config)
+        for key in ("batch_size", "seed", "threads"):
+            rest.pop(key, None)
+        families.setdefault(repr(sorted(rest.items(), key=lambda kv: kv[0])), []).append(s)
+    out = []
+    for members in families.values():
+        by_bs: dict[int, ArmSetting] = {}
+        for s in members:
+            by_bs.setdefault(s.batch_size, s)  # type: ignore[arg-type]
+        if len(by_bs) >= 2:
+            out.append(dict(sorted(by_bs.items())))
+    return out

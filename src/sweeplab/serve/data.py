@@ -118,8 +118,16 @@ def study_payload(store: Store, name: str) -> dict[str, Any]:
         "study": study_json(record), "settings": settings_json(links),
         "links": [link_json(i, link) for i, link in enumerate(links)],
         "series": series, "metrics": present_metrics(series), "cursor": cursor(record.version, links),
-        "t_crit": t_table(links), "eta_s": eta_seconds(_unique(links)),
+        "t_crit": t_table(links), "eta_s": eta_seconds(_unique(links)), "palette": palette(),
     }
+
+
+def palette() -> dict[str, Any]:
+    """The report's arm colours (colour-blind safe, baseline near-black), so an arm has the same
+    colour in the dashboard as in its report. Imported here, not at start: it loads matplotlib."""
+    from sweeplab.report.canvas import BASELINE_COLOUR, LINE_STYLES, PALETTE
+
+    return {"colours": list(PALETTE), "baseline": BASELINE_COLOUR, "line_styles": list(LINE_STYLES)}
 
 
 def _unique(links: list[StudyRunRecord]) -> list[StudyRunRecord]:

@@ -19,7 +19,7 @@ from sweeplab.report.tables import (
 from sweeplab.store import Store
 from sweeplab.vocabulary import detail_line
 
-from .data import columns, link_json, settings_json
+from .data import columns, link_json, palette, settings_json
 
 
 def summary_json(s: Summary) -> dict[str, Any]:
@@ -106,7 +106,8 @@ def run_payload(store: Store, prefix: str) -> dict[str, Any]:
         "seed": rec.seed, "label": rec.label, "epochs_done": rec.epochs_done, "epochs_planned": rec.epochs_planned,
         "wall_time_s": rec.wall_time_s, "params": rec.params, "device": rec.device,
         "started_at": rec.started_at, "finished_at": rec.finished_at,
-        "study": study, "link": link, "settings": settings, "studies": [name for name, _ in studies],
+        "study": study, "link": link, "settings": settings, "palette": palette(),
+        "studies": [name for name, _ in studies],
         "config_diff": diff, "config": flatten(rec.config), "series": columns(rows),
         "per_class": per_epoch, "class_names": classes if isinstance(classes, list) else None,
         "checkpoint_command": f"sweeplab checkpoint {rec.id} --kind best -o {rec.id}-best.pt",

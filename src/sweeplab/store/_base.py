@@ -268,7 +268,7 @@ class _Base:
         v = versions.resolve(conn, name, version)
         info = versions.version_info(conn, name, v)
         arms = conn.execute(
-            "SELECT name, override_json FROM arms WHERE study = ? AND version = ?"
+            "SELECT name, override_json, description FROM arms WHERE study = ? AND version = ?"
             " ORDER BY position",
             (name, v),
         ).fetchall()
@@ -279,7 +279,7 @@ class _Base:
             metric=info["metric"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
-            arms=tuple(Arm(a["name"], a["override_json"]) for a in arms),
+            arms=tuple(Arm(a["name"], a["override_json"], a["description"]) for a in arms),
             version=v,
             versions=info["versions"],
             variant=bool(info["variant"]),

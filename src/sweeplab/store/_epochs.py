@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sweeplab.errors import StoreError
@@ -81,6 +82,44 @@ class _Epochs(_Base):
                 "UPDATE runs SET wall_time_s = wall_time_s + ?, heartbeat_at = ? WHERE id = ?",
                 (wall, now, run_id),
             )
+
+    def continue_run(self, run_id: str, source_id: str, *, drop_from_last: Iterable[str] = ()) -> int:
+        """Make ``run_id`` (a recorded run with no epochs yet) the continuation of the completed
+        run ``source_id``: copy its epoch rows and its ``last`` and ``best`` checkpoints and set
+        ``continued_from``, in one transaction, so a crash leaves either all of it or none.
+
+        ``drop_from_last`` names extra metrics not to copy with the source's final row (ones a
+        run records only at its own last epoch). Returns the number of epochs copied; 0, with
+        nothing changed, when the source is no longer a completed run with epochs (forgotten
+        meanwhile). ``EpochConflictError`` when ``run_id`` already has epochs.
+        """
+        drop = set(drop_from_last)
+        with self._writing() as conn:
+            self._check_run(conn, run_id)
+            if (done := _max_epoch(conn, run_id)) > 0:
+                raise EpochConflictError(f"run {run_id}: cannot continue {source_id}, it already has epochs 1..{done}")
+            source = self._get_run(conn, source_id)
+            if source.status != "completed" or source.epochs_done == 0:
+                return 0
+            rows = conn.execute(
+                f"SELECT {', '.join(_EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", (source_id,)
+            ).fetchall()
+            values = [[run_id, *tuple(row)[1:]] for row in rows]
+            extra_at = _EPOCH_COLUMNS.index("extra_json")
+            if drop and values[-1][extra_at]:
+                extra = {k: v for k, v in json.loads(values[-1][extra_at]).items() if k not in drop}
+                values[-1][extra_at] = json.dumps(extra) if extra else None
+            conn.executemany(
+                f"INSERT INTO epochs ({', '.join(_EPOCH_COLUMNS)}) VALUES ({_marks(_EPOCH_COLUMNS)})", values
+            )
+            conn.execute(
+                "INSERT INTO checkpoints (run_id, kind, epoch, data, size_bytes, sha256, saved_at)"
+                " SELECT ?, kind, epoch, data, size_bytes, sha256, saved_at FROM checkpoints WHERE run_id = ?",
+                (run_id, source_id),
+            )
+            conn.execute("UPDATE runs SET continued_from = ?, heartbeat_at = ? WHERE id = ?",
+                         (source_id, _now(), run_id))
+            return len(values)
 
     def epochs(self, run_id: str, *, after: int = 0, extra: bool = True) -> list[dict[str, Any]]:
         """A run's epoch rows in order, as dicts: run_id, epoch, every metric column (None when

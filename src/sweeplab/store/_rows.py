@@ -40,11 +40,12 @@ _UPDATABLE_RUN_FIELDS = frozenset(
         "wall_time_s",
     }
 )
-_RUN_COLUMNS = tuple(f.name for f in fields(RunRecord) if f.name != "epochs_done")
+_RUN_COLUMNS = tuple(f.name for f in fields(RunRecord) if f.name not in ("epochs_done", "continued_epochs"))
 _RUN_SELECT = (
     "SELECT "
     + ", ".join(f"r.{c}" for c in _RUN_COLUMNS)
     + ", COALESCE((SELECT MAX(e.epoch) FROM epochs e WHERE e.run_id = r.id), 0) AS epochs_done"
+    + ", (SELECT MAX(e.epoch) FROM epochs e WHERE e.run_id = r.continued_from) AS continued_epochs"
     + " FROM runs r"
 )
 _EPOCH_COLUMNS = ("run_id", "epoch", *EPOCH_METRIC_COLUMNS, "extra_json", "finished_at")

@@ -136,6 +136,19 @@ class _Runs(_Base):
             rows = conn.execute(sql + f" ORDER BY {order}", params).fetchall()
         return [_run_record(row) for row in rows]
 
+    def shorter_runs(self, seed: int, epochs: int) -> list[RunRecord]:
+        """Completed runs of seed ``seed`` planned for fewer than ``epochs`` epochs, with at least
+        one epoch row, longest first: the candidates a longer run may continue (the caller
+        compares configs)."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                _RUN_SELECT + " WHERE r.status = 'completed' AND r.seed = ? AND r.epochs_planned < ?"
+                " AND EXISTS (SELECT 1 FROM epochs e WHERE e.run_id = r.id)"
+                " ORDER BY epochs_done DESC, r.created_at, r.id",
+                (int(seed), int(epochs)),
+            ).fetchall()
+        return [_run_record(row) for row in rows]
+
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
         """Set metadata columns of a run and return the new row.
 
@@ -308,7 +321,7 @@ class _Runs(_Base):
             conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
             conn.execute(
                 "UPDATE runs SET status = 'pending', status_detail = NULL, started_at = NULL,"
-                " finished_at = NULL, wall_time_s = 0, worker = NULL, heartbeat_at = NULL"
+                " finished_at = NULL, wall_time_s = 0, worker = NULL, heartbeat_at = NULL, continued_from = NULL"
                 " WHERE id = ?",
                 (run_id,),
             )

@@ -212,8 +212,43 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX study_runs_run ON study_runs(run_id)")
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    """Arm descriptions get a column (filled from each version's spec, where the text already
+    was); a run may be the continuation of another (``continued_from``: same config but for
+    ``epochs``, trained on from that run's last checkpoint); LR range tests get a table: one row
+    per test, its curve as JSON."""
+    conn.execute("ALTER TABLE arms ADD COLUMN description TEXT NOT NULL DEFAULT ''")
+    conn.execute("ALTER TABLE runs ADD COLUMN continued_from TEXT")
+    for study, version, spec_json in conn.execute(
+        "SELECT study, version, spec_json FROM study_versions"
+    ).fetchall():
+        for arm in json.loads(spec_json).get("arms", []):
+            if isinstance(arm, dict) and arm.get("description"):
+                conn.execute(
+                    "UPDATE arms SET description = ? WHERE study = ? AND version = ? AND name = ?",
+                    (str(arm["description"]), study, version, str(arm.get("name", ""))),
+                )
+    conn.execute(
+        """
+        CREATE TABLE lr_finds (
+            id          INTEGER PRIMARY KEY,
+            key         TEXT NOT NULL UNIQUE,
+            study       TEXT,
+            arm         TEXT,
+            config_json TEXT NOT NULL,
+            seed        INTEGER NOT NULL,
+            curve_json  TEXT NOT NULL,
+            suggestion  REAL,
+            method      TEXT NOT NULL,
+            detail      TEXT,
+            created_at  TEXT NOT NULL
+        )
+        """
+    )
+
+
 #: _MIGRATIONS[v - 1] takes a database from schema version v - 1 to v.
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(_MIGRATIONS)

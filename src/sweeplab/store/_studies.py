@@ -127,8 +127,8 @@ class _Studies(_Base):
         return out
 
 
-def _arm_rows(name: str, arms: Sequence[Arm | str], links: Sequence[Link]) -> list[tuple[str, int, str]]:
-    """The study's arm rows (name, position, override JSON), after checking that arm names are
+def _arm_rows(name: str, arms: Sequence[Arm | str], links: Sequence[Link]) -> list[tuple[str, int, str, str]]:
+    """The study's arm rows (name, position, override JSON, description), after checking that arm names are
     unique and every link names one of them, at most once per run."""
     arm_list = [a if isinstance(a, Arm) else Arm(a) for a in arms]
     arm_names = [a.name for a in arm_list]
@@ -141,4 +141,5 @@ def _arm_rows(name: str, arms: Sequence[Arm | str], links: Sequence[Link]) -> li
         if (link.arm, link.run_id) in seen:
             raise ValueError(f"study {name!r}: run {link.run_id} linked twice to arm {link.arm!r}")
         seen.add((link.arm, link.run_id))
-    return [(a.name, i, _to_json(a.override_json, f"arm {a.name!r} override_json")) for i, a in enumerate(arm_list)]
+    return [(a.name, i, _to_json(a.override_json, f"arm {a.name!r} override_json"), a.description)
+            for i, a in enumerate(arm_list)]

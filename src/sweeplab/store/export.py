@@ -8,6 +8,7 @@ export`` and the Python API (``sweeplab.epochs`` / ``sweeplab.runs``) all start 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +60,20 @@ def _read_epochs(store: Store, run_id: str, extra: str) -> tuple[dict[str, Any],
     return tuple(rows)
 
 
-def _epoch_row(study: str, linked: LinkedRun, row: dict[str, Any]) -> dict[str, Any]:
+def class_columns(classes: Any, k: int) -> list[str]:
+    """Export column of each class's test accuracy: ``test_acc_airplane`` by the dataset's class
+    names, ``test_acc_class3`` where there are none, or they are numbers (digits' "0".."9") or
+    would collide once made safe for a column name."""
+    fallback = [f"test_acc_class{i}" for i in range(k)]
+    if not isinstance(classes, list) or len(classes) != k:
+        return fallback
+    safe = [re.sub(r"\W+", "_", str(c)).strip("_") for c in classes]
+    if any(not c or c.isdigit() for c in safe) or len(set(safe)) != k:
+        return fallback
+    return [f"test_acc_{c}" for c in safe]
+
+
+def _epoch_row(study: str, linked: LinkedRun, row: dict[str, Any], classes: Any = None) -> dict[str, Any]:
     link = linked.link
     flat = {"study": study, "arm": link.arm, "label": link.label, "seed": link.seed, "run_id": linked.run.id,
             "status": linked.run.status, "epoch": row.get("epoch")}
@@ -67,7 +81,7 @@ def _epoch_row(study: str, linked: LinkedRun, row: dict[str, Any]) -> dict[str, 
         if k in flat or k in _NON_SCALAR:
             continue
         if k == "test_per_class_acc" and isinstance(v, list):
-            flat.update({f"test_acc_class{i}": a for i, a in enumerate(v)})
+            flat.update(dict(zip(class_columns(classes, len(v)), v)))
         elif not isinstance(v, (list, dict)):
             flat[k] = v
     return flat
@@ -78,7 +92,8 @@ def _run_row(study: str, linked: LinkedRun) -> dict[str, Any]:
     row = {"study": study, "arm": link.arm, "label": link.label, "seed": link.seed, "run_id": r.id,
            "status": r.status, "status_detail": r.status_detail, "epochs_done": link.epochs_done,
            "params": r.params, "flops": r.flops, "batch_size_used": r.batch_size_used,
-           "wall_time_s": r.wall_time_s, "data_source": r.data_source, "data_checksum": r.data_checksum}
+           "wall_time_s": r.wall_time_s, "data_source": r.data_source, "data_checksum": r.data_checksum,
+           "continued_from": r.continued_from, "continued_epochs": r.continued_epochs}
     row.update({f"config.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
                 for k, v in flatten(r.config).items()})
     return row
@@ -87,5 +102,8 @@ def _run_row(study: str, linked: LinkedRun) -> dict[str, Any]:
 def export_tables(store: Store, study: str, version: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(epoch rows, run rows) of a study's default version (or ``version``), flat, ready for CSV or JSON."""
     linked = study_results(store, study, version)
-    epochs = [_epoch_row(study, lr, row) for lr in linked for row in lr.epochs]
+    epochs = []
+    for lr in linked:
+        classes = lr.run.env.get("classes")  # parsed once per run, not per row
+        epochs += [_epoch_row(study, lr, row, classes) for row in lr.epochs]
     return epochs, [_run_row(study, lr) for lr in linked]

@@ -70,6 +70,12 @@ class RunRecord:
     """Last time the owning worker showed signs of life (claim, epoch commit, heartbeat)."""
     epochs_done: int = 0
     """Highest committed epoch (0 if none). Computed from ``epochs``, not a column."""
+    continued_from: str | None = None
+    """The run this one continued (same config but fewer ``epochs``): its epoch rows and last
+    checkpoint were copied in, and training went on from there (``Store.continue_run``)."""
+    continued_epochs: int | None = None
+    """How many epochs came from ``continued_from`` (computed from that run's rows; None when it
+    is not a continuation, or its source has since been forgotten)."""
 
     @property
     def config(self) -> dict[str, Any]:
@@ -98,6 +104,7 @@ class Arm:
 
     name: str
     override_json: JsonLike = "{}"
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -176,3 +183,31 @@ class Checkpoint(NamedTuple):
 
     epoch: int
     data: bytes
+
+
+@dataclass(frozen=True)
+class LrFindRecord:
+    """One row of ``lr_finds``: an LR range test of one config and seed (``sweeplab lr-find``).
+
+    ``key`` names the test (its config's identity, seed and sweep settings, and the study and arm
+    it was made for), so running the same test again replaces its row with the same values.
+    ``curve_json`` holds the learning rates, raw and smoothed losses and the sweep's settings;
+    ``suggestion`` is None when no learning rate could be suggested (``detail`` says why).
+    """
+
+    id: int
+    key: str
+    study: str | None
+    arm: str | None
+    config_json: str
+    seed: int
+    curve_json: str
+    suggestion: float | None
+    method: str
+    detail: str | None
+    created_at: str
+
+    @property
+    def curve(self) -> dict[str, Any]:
+        """The stored curve, parsed."""
+        return json.loads(self.curve_json)

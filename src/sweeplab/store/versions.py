@@ -47,7 +47,7 @@ def save_version(
     now: str,
 ) -> tuple[int, bool]:
     """Record this definition of study ``name`` (a new version unless its spec was saved before)
-    and its arms ``(name, position, override_json)`` and links ``(arm, seed, run_id, label)``;
+    and its arms ``(name, position, override_json, description)`` and links ``(arm, seed, run_id, label)``;
     then point the ``studies`` row at the default version. Returns (version, created)."""
     digest = spec_hash(spec)
     conn.execute(
@@ -82,7 +82,8 @@ def save_version(
         conn.execute("DELETE FROM study_runs WHERE study = ? AND version = ?", (name, version))
         conn.execute("DELETE FROM arms WHERE study = ? AND version = ?", (name, version))
     conn.executemany(
-        "INSERT INTO arms (study, version, name, position, override_json) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO arms (study, version, name, position, override_json, description)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         [(name, version, *arm) for arm in arm_rows],
     )
     conn.executemany(

@@ -53,7 +53,7 @@ def record_study(spec: StudySpec, store: Store) -> tuple[int, int, bool]:
     """
     for r in spec.unique_runs():
         record_run(store, r.config, r.label)
-    arms = [Arm(a.name, json.dumps(a.override, sort_keys=True)) for a in spec.arms]
+    arms = [Arm(a.name, json.dumps(a.override, sort_keys=True), a.description) for a in spec.arms]
     links = [Link(arm=r.arm, seed=r.seed, run_id=r.run_id, label=r.label) for r in spec.runs]
     try:
         known = len(store.study_versions(spec.name))

@@ -51,7 +51,7 @@ from .grid import (
     make_label,
 )
 from . import limits
-from .settings import RESERVED, _Cli, _Settings, _cli_overrides, _study_settings
+from .settings import RESERVED, _Cli, _Settings, _cli_overrides, _study_settings, figure_tables
 from .spec import ArmSpec, RunSpec, StudySpec
 
 #: Keys of an ``[[arm]]`` table that are not run-config fields.
@@ -132,9 +132,9 @@ def study_from_dict(
     text = source if source is not None else json.dumps(doc, indent=1, sort_keys=True, default=str)
 
     for key in doc:
-        if key not in ("study", "baseline", "arm"):
-            raise ConfigError("unknown top-level table or key (a study file has [study], [baseline] "
-                              "and [[arm]] tables)", path=key)
+        if key not in ("study", "baseline", "arm", "figure"):
+            raise ConfigError("unknown top-level table or key (a study file has [study], [baseline], "
+                              "[[arm]] and [[figure]] tables)", path=key)
     settings = _study_settings(doc.get("study"))
     cli = _cli_overrides(overrides, seeds, epochs)
     if seeds is not None:
@@ -152,6 +152,7 @@ def study_from_dict(
 
     resolved = [_resolve_arm(arm, baseline, base_cfg, settings, seed_list[0], base_dir) for arm in arms]
 
+    figures = figure_tables(doc.get("figure"), [a.spec.name for a in arms])
     runs: list[RunSpec] = []
     warnings: list[str] = []
     for arm, points in zip(arms, resolved):
@@ -171,6 +172,7 @@ def study_from_dict(
         include_baseline=settings.include_baseline,
         cli_overrides=cli.record,
         warnings=tuple(warnings),
+        figures=figures,
     )
 
 

@@ -124,3 +124,31 @@ def _cli_overrides(overrides: list[str] | None, seeds: int | None, epochs: int |
     shown = [f"--set {item}" for item in overrides or []] + ([f"--epochs {epochs}"] if epochs is not None else [])
     context = f" (with command-line overrides {' '.join(shown)})" if shown else ""
     return _Cli(tree, record, context)
+
+
+def figure_tables(value: Any, arm_names: list[str]) -> tuple[dict[str, Any], ...]:
+    """``[[figure]] arms = ["rnn", "lstm"]`` (optional ``title``): arms the report draws together."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError("write each figure as a [[figure]] table (an array of tables)", path="figure")
+    out = []
+    for i, table in enumerate(value):
+        where = f"figure[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"must be a table (got {table!r})", path=where)
+        for key in table:
+            if key not in ("arms", "title"):
+                raise ConfigError("unknown key (a [[figure]] takes arms and title)", path=f"{where}.{key}")
+        arms = table.get("arms")
+        if not isinstance(arms, list) or not arms or not all(isinstance(a, str) for a in arms):
+            raise ConfigError(f"must be a non-empty list of arm names (got {arms!r})", path=f"{where}.arms")
+        bad = [a for a in arms if a not in arm_names]
+        if bad:
+            raise ConfigError(f"{', '.join(map(repr, bad))} is not an arm of this study (its arms: "
+                              f"{', '.join(arm_names)})", path=f"{where}.arms")
+        title = table.get("title", "")
+        if not isinstance(title, str):
+            raise ConfigError(f"must be a string (got {title!r})", path=f"{where}.title")
+        out.append({"arms": list(arms), **({"title": title} if title else {})})
+    return tuple(out)

@@ -77,6 +77,8 @@ class StudySpec:
     """Command-line overrides applied on top of the file: ``{"set": [...], "seeds": N, "epochs": N}``
     (only those given). Kept so a stored study says how its runs differ from its file."""
     warnings: tuple[str, ...] = ()
+    figures: tuple[dict[str, Any], ...] = ()
+    """``[[figure]]`` tables: arms the report draws together (``{"arms": [...], "title": ...}``)."""
     """Things worth telling the user that are not errors (grid points that command-line overrides
     merged into one run)."""
 
@@ -138,6 +140,8 @@ class StudySpec:
             "cli_overrides": self.cli_overrides,
             "warnings": list(self.warnings),
             "source": self.source,
+            # Only when there are some, so that a study without [[figure]] keeps its stored hash.
+            **({"figures": [dict(f) for f in self.figures]} if self.figures else {}),
         }
 
     def to_json(self) -> str:

@@ -31,6 +31,7 @@ from sweeplab.resolve import run_id
 
 from .device import environment, reset_peak_memory
 
+from .continuation import Continuation, continue_shorter
 from .checkpoint import _from_bytes, _is_better, _rng_state, _set_rng_state, _to_bytes
 from .early_stop import stop_after
 from .epoch import Diverged, Progress, epoch_row, train_epoch
@@ -48,6 +49,9 @@ class RunResult:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: int = 0
     skipped: bool = False
+    #: "continued from run X at epoch 50" or "trains from scratch: cosine depends on the total
+    #: epochs" when a shorter run of the same config was in the store (see ``continuation``).
+    continuation: str | None = None
 
 
 
@@ -104,6 +108,7 @@ class _Training:
         self.rows: list[dict[str, Any]] = []
         self.metric_history: list[float | None] = []  # the early-stop metric per epoch, resumed ones too
         self.stopped: tuple[int, int] | None = None  # (epoch, best epoch) when early stopping ended it
+        self.continuation = Continuation()
 
     def _unaccounted(self) -> float:
         return time.perf_counter() - self.t_start - self.accounted
@@ -133,7 +138,7 @@ class _Training:
             status, detail = "failed", f"SystemExit: {err.code}"
         self.store.set_status(self.run_id, status, detail, owner=self.worker, add_wall_time_s=self._unaccounted())
         result = RunResult(self.run_id, status, detail, self.store.epochs(self.run_id),
-                           resumed_from=self.start_epoch - 1)
+                           resumed_from=self.start_epoch - 1, continuation=self.continuation.message())
         if self.progress:
             self.progress("end", {"run_id": self.run_id, "status": status, "detail": detail})
         return result
@@ -152,10 +157,15 @@ class _Training:
         store.update_run(
             self.run_id, data_source=ds.source, data_checksum=ds.checksum, params=setup.params, flops=setup.flops,
             batch_size_used=setup.batch_size, device=str(setup.device),
-            # the class names travel with the run's environment: reports label classes by name
-            env_json=json.dumps({**environment(setup.device), "classes": list(ds.classes)}),
+            # the class names and set sizes travel with the run's environment: reports label classes
+            # by name and compare batch sizes at equal steps
+            env_json=json.dumps({**environment(setup.device), "classes": list(ds.classes),
+                                 "n_train": len(ds.y_train), "steps_per_epoch": len(setup.train_loader)}),
         )
         best_value = None
+        if store.last_epoch(self.run_id) == 0:  # a longer run of a completed one goes on from its end
+            self.continuation = continue_shorter(store, cfg, self.run_id, batch_size=setup.batch_size,
+                                                 num_classes=ds.num_classes)
         ckpt = store.load_checkpoint(self.run_id, "last")
         if ckpt is not None:
             done, blob = ckpt
@@ -170,6 +180,7 @@ class _Training:
         if self.progress:
             self.progress("start", {
                 "run_id": self.run_id, "label": self.label, "resumed_from": self.start_epoch - 1,
+                "continuation": self.continuation.message(),
                 "epochs": cfg.epochs, "params": setup.params, "flops": setup.flops, "device": str(setup.device),
                 "batch_size": setup.batch_size, "dataset": ds.name, "source": ds.source, "checksum": ds.checksum,
                 "n_train": len(ds.y_train), "n_val": None if ds.y_val is None else len(ds.y_val),

@@ -32,18 +32,21 @@ SL.fetchJSON = async function (url) {
   return body;
 };
 
-/* Okabe-Ito: distinguishable with the common colour-vision deficiencies (yellow left out: it
-   vanishes on white). The baseline is near-black, as in the report; colours go by study order. */
+/* The report's palette (report/canvas.py; the server sends it with a study so the two always
+   agree): Okabe and Ito's colour-blind-safe set, then Tol's muted set, yellow last; the baseline
+   near-black. Colours go by study order, never by results, so arms keep theirs as runs finish. */
 SL.BASELINE = "#1a1a1a";
-SL.PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#8E6C8A", "#7F7F00"];
-SL.DASHES = [null, [7, 4], [2, 3], [10, 3, 2, 3]];
-SL.styles = function (settings) {
+SL.PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#332288", "#88CCEE"];
+SL.DASH_OF = { "-": null, "--": [7, 4], "-.": [7, 3, 2, 3], ":": [2, 3] };
+SL.styles = function (settings, palette) {
+  const colours = (palette && palette.colours) || SL.PALETTE;
+  const baseline = (palette && palette.baseline) || SL.BASELINE;
+  const dashes = ((palette && palette.line_styles) || ["-", "--", "-.", ":"]).map((d) => SL.DASH_OF[d] || null);
   const out = new Map();
   let i = 0;
   for (const s of [...settings].sort((a, b) => a.position - b.position)) {
-    if (s.is_baseline) { out.set(s.label, { colour: SL.BASELINE, dash: null }); continue; }
-    out.set(s.label, { colour: SL.PALETTE[i % SL.PALETTE.length],
-                       dash: SL.DASHES[Math.floor(i / SL.PALETTE.length) % SL.DASHES.length] });
+    if (s.is_baseline) { out.set(s.label, { colour: baseline, dash: null }); continue; }
+    out.set(s.label, { colour: colours[i % colours.length], dash: dashes[Math.floor(i / colours.length) % dashes.length] });
     i++;
   }
   return out;

@@ -37,7 +37,7 @@ async function main() {
     document.getElementById("panels").appendChild(SL.el("figure", { class: "panel" }, SL.el("figcaption", {}, SL.METRIC_TITLES[metric]), plot));
     const scale = SL.isAcc(metric) ? 100 : 1;
     SL.lineChart(plot, { metric, x, lines: c.runs.map((r, i) => ({ group: r.run_id, role: "mean", colour: colours[i],
-      dash: SL.DASHES[i % 2], values: SL.aligned(r.series, metric, epochs, scale) })) });
+      dash: i % 2 ? SL.DASH_OF["--"] : null, values: SL.aligned(r.series, metric, epochs, scale) })) });
   }
 }
 

@@ -38,7 +38,7 @@ async function main() {
   let r;
   try { r = await SL.fetchJSON(`/api/run/${encodeURIComponent(RUN)}`); } catch (err) { SL.fail("main", err); return; }
   SL.header([["Studies", "/"], ...(r.study ? [[r.study, `/study/${encodeURIComponent(r.study)}`]] : []), [`run ${r.run_id}`, null]]);
-  const style = r.link ? SL.styles(r.settings).get(r.link.label) : null;
+  const style = r.link ? SL.styles(r.settings, r.palette).get(r.link.label) : null;
   const colour = style ? style.colour : SL.PALETTE[0];
   const facts = [`${r.epochs_done} / ${r.epochs_planned ?? "?"} epochs`, SL.duration(r.wall_time_s),
     r.params ? `${r.params.toLocaleString()} params` : null, r.device].filter(Boolean).join(" · ");

@@ -27,7 +27,7 @@ async function load() {
     S.data = await SL.fetchJSON(API);
     S.fullLoads++;
   } catch (err) { SL.fail("main", err); return; }
-  S.styles = SL.styles(S.data.settings);
+  S.styles = SL.styles(S.data.settings, S.data.palette);
   layout();
   drawAll();
   loadTable();
@@ -57,7 +57,7 @@ function layout() {
     SL.el("section", { class: "panels", id: "panels" }),
     SL.el("section", { class: "card" }, SL.el("h2", {}, "Comparison"),
       SL.el("p", { class: "hint" }, "The report's table, recomputed as runs finish: final values over completed runs, mean ± std over seeds, " +
-        "95% interval of the mean, Δ test accuracy against the baseline with Welch's t-test."),
+        "95% interval of the mean, Δ of the study metric against the baseline with Welch's t-test."),
       SL.el("div", { id: "table" }, SL.el("p", { class: "loading" }, "Computing…"))),
     SL.el("section", { class: "card", id: "sweeps-card", hidden: true }, SL.el("h2", {}, "Sweeps"), SL.el("div", { id: "sweeps", class: "sweeps" })),
     SL.el("section", { class: "card" }, SL.el("h2", {}, "Runs"),
@@ -290,7 +290,7 @@ function refreshData() {
 async function reloadAll() {
   S.data = await SL.fetchJSON(API);
   S.fullLoads++;
-  S.styles = SL.styles(S.data.settings);
+  S.styles = SL.styles(S.data.settings, S.data.palette);
   layout(); drawAll(); loadTable();
   setTimeout(poll, 2000);
 }

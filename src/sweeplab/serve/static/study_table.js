@@ -6,7 +6,7 @@ function fmtMetric(metric, x) { return SL.isAcc(metric) ? SL.pct(x, 2) : SL.num(
 
 function renderTable(t) {
   const m = t.metric;
-  const head = ["#", "setting", "outcomes", "n", `final ${m} (mean ± std)`, "95% CI", "Δ test acc vs baseline", "p (Welch)"];
+  const head = ["#", "setting", "outcomes", "n", `final ${m} (mean ± std)`, "95% CI", `Δ ${m} vs baseline`, "p (Welch)"];
   const rows = t.rows.map((r) => {
     const style = S.styles.get(r.label) || { colour: "#999" };
     const s = r.metric, vs = r.vs_baseline;
@@ -14,7 +14,7 @@ function renderTable(t) {
     const ci = s.ci_low === null ? "–" : `${fmtMetric(m, s.ci_low)} – ${fmtMetric(m, s.ci_high)}`;
     let delta = "", p = "";
     if (r.is_baseline) { delta = "baseline"; p = ""; }
-    else if (vs) { delta = vs.diff === null ? "–" : `${SL.pts(vs.diff)} pts`; p = vs.p !== null ? SL.pval(vs.p) : (vs.note || "–"); }
+    else if (vs) { delta = vs.diff === null ? "–" : SL.isAcc(m) ? `${SL.pts(vs.diff)} pts` : (vs.diff >= 0 ? "+" : "−") + SL.num(Math.abs(vs.diff), 3); p = vs.p !== null ? SL.pval(vs.p) : (vs.note || "–"); }
     return SL.el("tr", { class: (r.is_baseline ? "baseline " : "") + (r.rank === 1 ? "best" : ""), "data-label": r.label },
       SL.el("td", { class: "num" }, r.rank ?? "–"),
       SL.el("td", {}, SL.el("span", { class: "swatch sm", style: { "--c": style.colour } }), r.label),
