@@ -29,6 +29,7 @@ _API = {
     "run": "sweeplab.api",
     "epochs": "sweeplab.api",
     "runs": "sweeplab.api",
+    "steps": "sweeplab.api",
     "report": "sweeplab.api",
     "train": "sweeplab.api",
     "run_config": "sweeplab.api",

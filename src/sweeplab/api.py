@@ -167,6 +167,19 @@ def runs(study: Any, out: str | Path = "runs", *, version: int | None = None) ->
     return pd.DataFrame(_tables(study, out, version)[1])
 
 
+def steps(study: Any, out: str | Path = "runs", *, version: int | None = None) -> "pd.DataFrame":
+    """One row per evaluation of the study's runs with ``eval_every_steps``: arm, label, seed,
+    run_id, status, step, epoch and the step metrics (``sweeplab export --table steps``)."""
+    import pandas as pd
+
+    from sweeplab.store import Store
+    from sweeplab.store.export import export_steps
+
+    with Store(store_path(out), readonly=True) as store:
+        name, shown = _study_name_version(store, study, version)
+        return pd.DataFrame(export_steps(store, name, shown))
+
+
 def report(study: Any, out: str | Path = "runs", *, output_dir: str | Path | None = None,
            formats: str | Iterable[str] = ("html", "md"), version: int | None = None,
            arms: str | Iterable[str] | None = None,

@@ -253,28 +253,33 @@ def export(
     study: Optional[str] = typer.Argument(None, help="Study name (default: the most recent)."),
     out: Path = OutOpt,
     format: str = typer.Option("csv", "--format", "-f", help="csv or json."),
-    table: str = typer.Option("epochs", "--table", help="csv: epochs (one row per run-epoch) or runs (configs flattened)."),
+    table: str = typer.Option("epochs", "--table", help="csv: epochs (one row per run-epoch), runs (configs "
+                              "flattened) or steps (evaluations every N steps, eval_every_steps)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to this file instead of stdout."),
     version: Optional[int] = VersionOpt,
 ) -> None:
-    """Export a study's epoch rows (or its runs with flattened configs) as CSV or JSON."""
+    """Export a study's epoch rows (or its runs with flattened configs, or its step rows) as CSV or JSON."""
     from sweeplab.store import Store
-    from sweeplab.store.export import export_tables
+    from sweeplab.store.export import step_table, study_results, tables_of
 
     if format not in ("csv", "json"):
         raise ConfigError(f"must be csv or json (got {format!r})", path="--format")
-    if table not in ("epochs", "runs"):
-        raise ConfigError(f"must be epochs or runs (got {table!r})", path="--table")
+    if table not in ("epochs", "runs", "steps"):
+        raise ConfigError(f"must be epochs, runs or steps (got {table!r})", path="--table")
     with Store(store_path(out), readonly=True) as store:
         name = pick_study(store, study)
         shown = store.get_study(name, version)
-        epochs, runs = export_tables(store, name, shown.version)
+        linked = study_results(store, name, shown.version)
         note = _version_note(store, shown)
-    if format == "json":
-        text = json.dumps({"study": name, "version": shown.version, "epochs": epochs, "runs": runs}, indent=1,
-                          default=str) + "\n"
+    epochs, runs = tables_of(linked, name)
+    steps = step_table(linked, name)
+    if format == "json":  # steps only where the study has them: other exports keep their shape
+        text = json.dumps({"study": name, "version": shown.version, "epochs": epochs, "runs": runs,
+                           **({"steps": steps} if steps else {})}, indent=1, default=str) + "\n"
     else:
-        text = _csv(epochs if table == "epochs" else runs)
+        text = _csv({"epochs": epochs, "runs": runs, "steps": steps}[table])
+        if table == "steps" and not steps:
+            note += "; no step rows (its runs do not set eval_every_steps)"
     from .outputs import write_output, write_stdout
 
     if output:  # the note after the write, so that a failed write is a one-line error

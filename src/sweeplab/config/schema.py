@@ -250,6 +250,10 @@ class RunConfig(Section):
         4096, description="CPU: memory a batch_size='max' search may use (MiB)."
     )
     eval_batch_size: PositiveInt = Field(1000, description="Batch size for evaluation.")
+    eval_every_steps: PositiveInt | None = Field(
+        None, description="Also evaluate on val/test every N optimizer steps (counted over the whole run), "
+        "stored as step rows beside the epoch rows; for long epochs."
+    )
     seed: SeedInt = Field(0, description="Seed of initialisation, shuffling, augmentation and dropout.")
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
     threads: PositiveInt | None = Field(None, description="CPU threads for this run (default: torch's).")
@@ -298,10 +302,11 @@ class RunConfig(Section):
 
     # -- identity -------------------------------------------------------------------------------
     def canonical(self) -> dict[str, Any]:
-        """The config as plain JSON-able data, every default written out (``code`` only when used,
-        so configs without user code keep the form, and the ids, they always had)."""
+        """The config as plain JSON-able data, every default written out (``code``, ``early_stop``
+        and ``eval_every_steps`` only when used, so configs without them keep the form, and the
+        ids, they always had)."""
         d = self.model_dump(mode="json")
-        for optional in ("code", "early_stop"):  # absent unless used: older configs keep their ids
+        for optional in ("code", "early_stop", "eval_every_steps"):  # absent unless used: older configs keep their ids
             if not d[optional]:
                 del d[optional]
         return d

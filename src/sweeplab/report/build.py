@@ -21,6 +21,7 @@ from sweeplab.errors import ConfigError
 from sweeplab.store import Store
 
 from . import figures as figs
+from . import step_figures
 from . import sweep_figures as sweep_figs
 from .canvas import parse_figure_formats
 from .explain import explain
@@ -207,6 +208,10 @@ def draw_figures(report: Report) -> list[figs.Figure]:
         if metric == "lr" and not has_lr_variation:
             continue
         f = figs.curve_figure(study_order, metric, title, palette)
+        if f is not None:
+            out.append(f)
+    for split in ("test", "val"):  # runs with eval_every_steps: curves against the step
+        f = step_figures.step_curve_figure(study_order, split, palette)
         if f is not None:
             out.append(f)
     baseline = next((s for s in settings if s.is_baseline), None)

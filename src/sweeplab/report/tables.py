@@ -61,6 +61,8 @@ class RunData:
     #: The shorter run this one continued, and how many of its epochs it shares (see train.continuation).
     continued_from: str | None = None
     continued_epochs: int | None = None
+    #: Evaluations every N steps (``eval_every_steps``), one dict per step row; empty without.
+    steps: tuple[dict[str, Any], ...] = ()
 
     @property
     def completed(self) -> bool:
@@ -92,6 +94,11 @@ class RunData:
             if isinstance(v, (int, float)) and math.isfinite(v):
                 out.append((int(row["epoch"]), float(v)))
         return out
+
+    def step_curve(self, metric: str) -> list[tuple[int, float]]:
+        """``(global step, value)`` of a metric over the run's step rows (finite values only)."""
+        return [(int(row["step"]), float(v)) for row in self.steps
+                if isinstance(v := row.get(metric), (int, float)) and math.isfinite(v)]
 
     def best(self, metric: str = "test_acc") -> tuple[int, float] | None:
         """(epoch, value) of the run's highest ``metric`` (first such epoch), None without rows."""
@@ -185,7 +192,7 @@ def load_runs(store: Store, study: str, version: int | None = None, *, extra: st
             batch_size=rec.batch_size_used, wall_time_s=rec.wall_time_s or 0.0,
             device=env.get("device") or rec.device, env=env, data_source=rec.data_source,
             data_checksum=rec.data_checksum, started_at=rec.started_at, finished_at=rec.finished_at,
-            continued_from=rec.continued_from, continued_epochs=rec.continued_epochs,
+            continued_from=rec.continued_from, continued_epochs=rec.continued_epochs, steps=linked.steps,
         ))
     return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sweeplab.errors import StoreError
@@ -23,6 +23,7 @@ from sweeplab.store._rows import (
     _wall_time,
 )
 from sweeplab.store._base import _Base
+from sweeplab.store._steps import copy_steps, insert_steps, step_values
 
 
 class _Epochs(_Base):
@@ -39,6 +40,7 @@ class _Epochs(_Base):
         best_ckpt: bytes | None = None,
         *,
         add_wall_time_s: float = 0.0,
+        steps: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """Append epoch ``epoch`` of a run and the checkpoints taken after it, atomically.
 
@@ -49,6 +51,9 @@ class _Epochs(_Base):
         the run's ``last`` checkpoint and ``best_ckpt`` (if given) its ``best`` one; both are the
         caller's serialised bytes (``torch.save`` to a buffer). ``add_wall_time_s`` is added to
         the run's wall time in the same transaction, so a killed worker loses at most one epoch.
+        ``steps`` are the evaluations made during the epoch (``eval_every_steps``), each a mapping
+        with its global ``step`` and ``STEP_METRIC_COLUMNS``; they are committed with the epoch
+        or not at all, and must come after every step the run already has.
         """
         epoch = _check_epoch(epoch)
         columns, extra_json = _split_metrics(metrics)
@@ -60,6 +65,7 @@ class _Epochs(_Base):
         ]
         wall = _wall_time(add_wall_time_s)
         now = _now()
+        step_rows = step_values(run_id, epoch, steps, now)
         with self._writing() as conn:
             self._check_run(conn, run_id)
             _check_next_epoch(conn, run_id, epoch)
@@ -68,6 +74,7 @@ class _Epochs(_Base):
                 f" VALUES ({_marks(_EPOCH_COLUMNS)})",
                 (run_id, epoch, *columns, extra_json, now),
             )
+            insert_steps(conn, run_id, step_rows)
             for kind, data, digest in blobs:
                 conn.execute(
                     "INSERT INTO checkpoints"
@@ -85,7 +92,7 @@ class _Epochs(_Base):
 
     def continue_run(self, run_id: str, source_id: str, *, drop_from_last: Iterable[str] = ()) -> int:
         """Make ``run_id`` (a recorded run with no epochs yet) the continuation of the completed
-        run ``source_id``: copy its epoch rows and its ``last`` and ``best`` checkpoints and set
+        run ``source_id``: copy its epoch rows, step rows and its ``last`` and ``best`` checkpoints and set
         ``continued_from``, in one transaction, so a crash leaves either all of it or none.
 
         ``drop_from_last`` names extra metrics not to copy with the source's final row (ones a
@@ -112,6 +119,7 @@ class _Epochs(_Base):
             conn.executemany(
                 f"INSERT INTO epochs ({', '.join(_EPOCH_COLUMNS)}) VALUES ({_marks(_EPOCH_COLUMNS)})", values
             )
+            copy_steps(conn, run_id, source_id)
             conn.execute(
                 "INSERT INTO checkpoints (run_id, kind, epoch, data, size_bytes, sha256, saved_at)"
                 " SELECT ?, kind, epoch, data, size_bytes, sha256, saved_at FROM checkpoints WHERE run_id = ?",

@@ -297,7 +297,7 @@ class _Runs(_Base):
         return [run_id for run_id, _ in stale]
 
     def forget_run(self, run_id: str) -> bool:
-        """Delete a run's epochs and checkpoints and reset it to ``pending`` (``--fresh``).
+        """Delete a run's epochs, step rows and checkpoints and reset it to ``pending`` (``--fresh``).
 
         The only method that deletes training results, and only when asked by name. The run row
         (id, config, seed, label) and its study links stay, so studies still find it. Returns
@@ -318,6 +318,7 @@ class _Runs(_Base):
                     "stop it before retraining from scratch"
                 )
             conn.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
             conn.execute(
                 "UPDATE runs SET status = 'pending', status_detail = NULL, started_at = NULL,"

@@ -247,8 +247,33 @@ def _v3(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v4(conn: sqlite3.Connection) -> None:
+    """Evaluations every N steps (``eval_every_steps``): one row per evaluation, keyed by the
+    run's global optimizer step. The foreign key to the epoch row means a step row exists only
+    with the epoch it belongs to, committed in that epoch's transaction (``commit_epoch``), so a
+    killed run leaves none of an unfinished epoch and its resume writes them once."""
+    conn.execute(
+        """
+        CREATE TABLE steps (
+            run_id      TEXT NOT NULL,
+            step        INTEGER NOT NULL CHECK (step >= 1),
+            epoch       INTEGER NOT NULL,
+            train_loss  REAL,
+            test_loss   REAL,
+            test_acc    REAL,
+            val_loss    REAL,
+            val_acc     REAL,
+            lr          REAL,
+            finished_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, step),
+            FOREIGN KEY (run_id, epoch) REFERENCES epochs(run_id, epoch)
+        ) WITHOUT ROWID
+        """
+    )
+
+
 #: _MIGRATIONS[v - 1] takes a database from schema version v - 1 to v.
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(_MIGRATIONS)

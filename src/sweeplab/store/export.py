@@ -1,8 +1,9 @@
-"""A study's results read back: every (arm, run) link with its run's record and epoch rows.
+"""A study's results read back: every (arm, run) link with its run's record, epoch rows and step rows.
 
 The one reader of a study's stored results: the report (``report.tables.load_runs``), ``sweeplab
 export`` and the Python API (``sweeplab.epochs`` / ``sweeplab.runs``) all start from
-:func:`study_results`; :func:`export_tables` flattens it into rows for CSV, JSON and DataFrames.
+:func:`study_results`; :func:`export_tables` flattens it into rows for CSV, JSON and DataFrames,
+:func:`step_table` the evaluations of runs with ``eval_every_steps``.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ _NON_SCALAR = ("test_confusion",)
 
 @dataclass(frozen=True)
 class LinkedRun:
-    """One link of a study (arm, label, seed) with its run's record and epoch rows."""
+    """One link of a study (arm, label, seed) with its run's record, epoch rows and step rows
+    (evaluations every N steps; empty without ``eval_every_steps``)."""
 
     link: StudyRunRecord
     run: RunRecord
     epochs: tuple[dict[str, Any], ...]
+    steps: tuple[dict[str, Any], ...] = ()
 
 
 def study_results(store: Store, study: str, version: int | None = None, *,
@@ -42,12 +45,12 @@ def study_results(store: Store, study: str, version: int | None = None, *,
     if extra not in ("all", "final"):
         raise ValueError(f"extra must be 'all' or 'final', not {extra!r}")
     records = {r.id: r for r in store.list_runs(study=study, version=version)}
-    epochs: dict[str, tuple[dict[str, Any], ...]] = {}
+    read: dict[str, tuple[tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]] = {}
     out = []
     for link in store.study_runs(study, version):
-        if link.run_id not in epochs:
-            epochs[link.run_id] = _read_epochs(store, link.run_id, extra)
-        out.append(LinkedRun(link, records[link.run_id], epochs[link.run_id]))
+        if link.run_id not in read:
+            read[link.run_id] = (_read_epochs(store, link.run_id, extra), tuple(store.steps(link.run_id)))
+        out.append(LinkedRun(link, records[link.run_id], *read[link.run_id]))
     return out
 
 
@@ -99,9 +102,30 @@ def _run_row(study: str, linked: LinkedRun) -> dict[str, Any]:
     return row
 
 
+def step_table(linked: list[LinkedRun], study: str) -> list[dict[str, Any]]:
+    """One flat row per run-evaluation (``sweeplab export --table steps``): the link's study, arm,
+    label, seed, run_id and status, then step, epoch and the step metrics."""
+    out = []
+    for lr in linked:
+        link = lr.link
+        head = {"study": study, "arm": link.arm, "label": link.label, "seed": link.seed, "run_id": lr.run.id,
+                "status": lr.run.status}
+        out += [{**head, **{k: v for k, v in row.items() if k != "run_id"}} for row in lr.steps]
+    return out
+
+
+def export_steps(store: Store, study: str, version: int | None = None) -> list[dict[str, Any]]:
+    """The step rows of a study's default version (or ``version``), flat (see :func:`step_table`)."""
+    return step_table(study_results(store, study, version), study)
+
+
 def export_tables(store: Store, study: str, version: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(epoch rows, run rows) of a study's default version (or ``version``), flat, ready for CSV or JSON."""
-    linked = study_results(store, study, version)
+    return tables_of(study_results(store, study, version), study)
+
+
+def tables_of(linked: list[LinkedRun], study: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(epoch rows, run rows) of already read results (see :func:`export_tables`)."""
     epochs = []
     for lr in linked:
         classes = lr.run.env.get("classes")  # parsed once per run, not per row

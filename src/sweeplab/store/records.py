@@ -30,6 +30,11 @@ EPOCH_METRIC_COLUMNS: tuple[str, ...] = (
     "peak_mem_mb",
 )
 
+#: Metrics of a step row (``Store.commit_epoch(steps=...)``, run option ``eval_every_steps``):
+#: ``train_loss`` is the mean training loss over the steps since the previous evaluation, ``lr``
+#: the learning rate of the step evaluated after. No other keys: a step row is a fixed shape.
+STEP_METRIC_COLUMNS: tuple[str, ...] = ("train_loss", "test_loss", "test_acc", "val_loss", "val_acc", "lr")
+
 #: A JSON document given either already serialised or as a mapping the store serialises.
 JsonLike = str | Mapping[str, Any]
 

@@ -18,8 +18,8 @@ and ``best`` checkpoints are replaced (that is what those kinds mean), and ``for
 a run's results only when called for it by name.
 
 One class, several rooms: ``_base.py`` (opening, migrating, transactions, retries), ``_runs.py``,
-``_epochs.py`` (epoch rows and checkpoints), ``_studies.py``, ``_lr_finds.py`` (LR range tests),
-``_rows.py`` (columns and codecs).
+``_epochs.py`` (epoch rows and checkpoints), ``_steps.py`` (evaluations every N steps),
+``_studies.py``, ``_lr_finds.py`` (LR range tests), ``_rows.py`` (columns and codecs).
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from sweeplab.store._epochs import _Epochs
 from sweeplab.store._lr_finds import _LrFinds
 from sweeplab.store._rows import CHECKPOINT_KINDS, DEFAULT_DB_PATH, EpochConflictError, default_worker_id
 from sweeplab.store._runs import _Runs
+from sweeplab.store._steps import _Steps
 from sweeplab.store._studies import _Studies
 
 __all__ = ["CHECKPOINT_KINDS", "DEFAULT_DB_PATH", "EpochConflictError", "Store", "default_worker_id"]
 
 
-class Store(_LrFinds, _Studies, _Epochs, _Runs, _Base):
+class Store(_LrFinds, _Studies, _Epochs, _Steps, _Runs, _Base):
     """A sweeplab run store in one SQLite file.
 
     ``Store(path)`` opens (creating the file, its folder and the schema if needed) for reading and

@@ -34,25 +34,34 @@ def _autocast(setup: Setup):
     return torch.autocast(setup.device.type, enabled=False)
 
 
-def train_epoch(setup: Setup, epoch: int, progress: Progress | None = None) -> dict[str, float]:
+def train_epoch(setup: Setup, epoch: int, progress: Progress | None = None,
+                evals: "StepEvals | None" = None) -> dict[str, float]:
     """One pass over the training set; returns train loss/accuracy and the lr used.
 
     Loss and accuracy are means over the samples this epoch trained on. On the CPU every step's
     loss is checked (a float read costs nothing there); on an accelerator only every 25 steps and
-    at the end, to avoid a device sync per step.
+    at the end, to avoid a device sync per step. ``evals`` (``eval_every_steps``) evaluates every
+    N global steps and keeps this epoch's rows (see :class:`StepEvals`).
     """
+    if evals is not None:
+        evals.begin(epoch)
     if not setup.native_conv:
-        return _train_epoch(setup, epoch, progress)
+        return _train_epoch(setup, epoch, progress, evals)
     # A process-wide switch: set for this epoch only, so evaluation (large batches) keeps oneDNN.
     before = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
     try:
-        return _train_epoch(setup, epoch, progress)
+        return _train_epoch(setup, epoch, progress, evals)
     finally:
         torch.backends.mkldnn.enabled = before
 
 
-def _train_epoch(setup: Setup, epoch: int, progress: Progress | None) -> dict[str, float]:
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def _train_epoch(setup: Setup, epoch: int, progress: Progress | None, evals: "StepEvals | None") -> dict[str, float]:
     model, opt, loader, sched = setup.model, setup.optimizer, setup.train_loader, setup.schedule
     model.train()
     loader.set_epoch(epoch)
@@ -68,11 +77,9 @@ def _train_epoch(setup: Setup, epoch: int, progress: Progress | None) -> dict[st
     lr_first = sched.lr_at(step0)
     report_every = max(1, steps // 50)
     for i, (xb, yb) in enumerate(loader):
-        step = step0 + i
-        lr = sched.lr_at(step)
+        lr = sched.lr_at(step0 + i)
         if lr != current_lr:  # setting the lr only on change keeps small-batch steps cheap
-            for group in opt.param_groups:
-                group["lr"] = lr
+            _set_lr(opt, lr)
             current_lr = lr
         lr_sum += lr
         with _autocast(setup):  # batches come in the model's memory format (channels_last or not)
@@ -89,12 +96,16 @@ def _train_epoch(setup: Setup, epoch: int, progress: Progress | None) -> dict[st
             value = loss.item()
             if not math.isfinite(value):
                 raise Diverged(epoch, i + 1, value)
-            loss_sum += value * n
+            contribution: Any = value * n
+            loss_sum += contribution
         else:
-            loss_sum += loss.detach().double() * n
+            contribution = loss.detach().double() * n
+            loss_sum += contribution
             if (i + 1) % 25 == 0 and not torch.isfinite(loss_sum).item():
                 raise Diverged(epoch, i + 1, float(loss.item()))
         correct += (logits.detach().argmax(1) == yb).sum()
+        if evals is not None:
+            evals.after_step(step0 + i + 1, contribution, n, lr)
         if progress is not None and ((i + 1) % report_every == 0 or i + 1 == steps):
             progress("batch", {"epoch": epoch, "step": i + 1, "steps": steps})
     total = loss_sum.item()
@@ -107,6 +118,60 @@ def _train_epoch(setup: Setup, epoch: int, progress: Progress | None) -> dict[st
         "lr_mean": lr_sum / max(1, steps),
         "train_samples": seen,
     }
+
+
+class StepEvals:
+    """Evaluation every ``every`` global optimizer steps (run option ``eval_every_steps``).
+
+    Steps are counted over the whole run from 1 (epoch e's follow epoch e-1's), so steps N, 2N,
+    ... are evaluated wherever the epoch boundaries fall. Each evaluation adds a row to ``rows``
+    (step, epoch, the mean training loss over the steps since the previous evaluation, val/test
+    loss and accuracy, the step's lr); the loop commits an epoch's rows with the epoch and its
+    checkpoint, which carries the loss window (:meth:`window`) on to the next epoch. A resumed
+    run redoes an unfinished epoch, and its evaluations, from that checkpoint. Evaluation draws
+    no random numbers (the eval loaders do not shuffle, dropout is off in eval mode) and leaves
+    BatchNorm statistics alone, so the training, and the epoch rows, are a run's without it.
+    """
+
+    def __init__(self, setup: Setup, every: int):
+        self.setup, self.every = setup, every
+        self.epoch = 0
+        self.rows: list[dict[str, Any]] = []
+        # Evaluate with the kernels the epoch-end evaluation uses (train_epoch may switch oneDNN off).
+        self.mkldnn = torch.backends.mkldnn.enabled
+        self.loss_sum: Any = 0.0  # float on the CPU, a device tensor elsewhere (no sync per step)
+        self.n = 0
+
+    def begin(self, epoch: int) -> None:
+        """Start collecting ``epoch``'s rows (the loss window goes on from the previous epoch)."""
+        self.epoch, self.rows = epoch, []
+
+    def window(self) -> tuple[float, int]:
+        """(loss sum, samples) since the last evaluation: checkpointed so a resume continues it."""
+        return float(self.loss_sum), self.n
+
+    def restore(self, window: tuple[float, int] | None) -> None:
+        self.loss_sum, self.n = (0.0, 0) if window is None else (float(window[0]), int(window[1]))
+
+    def after_step(self, step: int, loss_contribution: Any, n: int, lr: float) -> None:
+        """Account for global step ``step`` (its loss times its batch size), evaluating on its multiples."""
+        self.loss_sum = self.loss_sum + loss_contribution
+        self.n += n
+        if step % self.every:
+            return
+        row: dict[str, Any] = {"step": step, "epoch": self.epoch, "lr": lr,
+                               "train_loss": float(self.loss_sum) / max(1, self.n)}
+        during = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = self.mkldnn
+        try:
+            for split, loader in self.setup.eval_loaders.items():
+                ev = evaluate(self.setup, loader)
+                row[f"{split}_loss"], row[f"{split}_acc"] = ev["loss"], ev["acc"]
+        finally:
+            torch.backends.mkldnn.enabled = during
+            self.setup.model.train()
+        self.rows.append(row)
+        self.loss_sum, self.n = 0.0, 0
 
 
 @torch.no_grad()

@@ -34,7 +34,7 @@ from .device import environment, reset_peak_memory
 from .continuation import Continuation, continue_shorter
 from .checkpoint import _from_bytes, _is_better, _rng_state, _set_rng_state, _to_bytes
 from .early_stop import stop_after
-from .epoch import Diverged, Progress, epoch_row, train_epoch
+from .epoch import Diverged, Progress, StepEvals, epoch_row, train_epoch
 from .setup import Setup, build
 
 
@@ -109,6 +109,7 @@ class _Training:
         self.metric_history: list[float | None] = []  # the early-stop metric per epoch, resumed ones too
         self.stopped: tuple[int, int] | None = None  # (epoch, best epoch) when early stopping ended it
         self.continuation = Continuation()
+        self.evals: StepEvals | None = None  # eval_every_steps: evaluations inside the epochs
 
     def _unaccounted(self) -> float:
         return time.perf_counter() - self.t_start - self.accounted
@@ -154,6 +155,8 @@ class _Training:
         cfg, store = self.cfg, self.store
         setup = self.setup = build(cfg, data_dir, dataset)
         ds = setup.dataset
+        if cfg.eval_every_steps:
+            self.evals = StepEvals(setup, cfg.eval_every_steps)
         store.update_run(
             self.run_id, data_source=ds.source, data_checksum=ds.checksum, params=setup.params, flops=setup.flops,
             batch_size_used=setup.batch_size, device=str(setup.device),
@@ -174,6 +177,8 @@ class _Training:
             setup.optimizer.load_state_dict(state["optimizer"])
             _set_rng_state(state["rng"])
             best_value = state.get("best_value")
+            if self.evals is not None:
+                self.evals.restore(state.get("step_window"))
             self.start_epoch = done + 1
         if self.cfg.early_stop is not None:
             self.metric_history = [row.get(self.cfg.stop_metric()) for row in store.epochs(self.run_id)]
@@ -197,7 +202,7 @@ class _Training:
                 return
             reset_peak_memory(setup.device)
             t0 = time.perf_counter()
-            train = train_epoch(setup, epoch, self.progress)
+            train = train_epoch(setup, epoch, self.progress, self.evals)
             if setup.device.type == "cuda":
                 torch.cuda.synchronize(setup.device)
             row = epoch_row(setup, epoch, train, time.perf_counter() - t0)
@@ -206,17 +211,19 @@ class _Training:
             if _is_better(metric, row.get(metric), best_value):
                 best_value = row[metric]
                 best_blob = _to_bytes({"model": setup.model.state_dict(), "epoch": epoch, metric: best_value})
+            steps = self.evals.rows if self.evals is not None else []
             last_blob = _to_bytes({
                 "model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
                 "rng": _rng_state(), "epoch": epoch, "best_value": best_value,
+                **({"step_window": self.evals.window()} if self.evals is not None else {}),
             })
             elapsed = time.perf_counter() - self.t_start
             self.store.commit_epoch(self.run_id, epoch, row, last_blob, best_blob,
-                                    add_wall_time_s=elapsed - self.accounted)
+                                    add_wall_time_s=elapsed - self.accounted, steps=steps)
             self.accounted = elapsed
             self.rows.append({"epoch": epoch, **row})
             if self.progress:
-                self.progress("epoch", {"run_id": self.run_id, "epoch": epoch, "row": row})
+                self.progress("epoch", {"run_id": self.run_id, "epoch": epoch, "row": row, "steps": steps})
             if self.cfg.early_stop is not None:
                 self.metric_history.append(row.get(self.cfg.stop_metric()))
 

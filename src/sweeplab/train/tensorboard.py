@@ -1,4 +1,5 @@
-"""Optional TensorBoard event files per run: scalars per epoch, hparams with final metrics.
+"""Optional TensorBoard event files per run: scalars per epoch, per evaluation step (runs with
+``eval_every_steps``: ``step/test_acc`` etc. at the global step), hparams with final metrics.
 
 ``tensorboard --logdir OUT/tensorboard`` then shows a study live. Needs the ``tensorboard``
 package (``pip install 'sweeplab[tensorboard]'``).
@@ -16,6 +17,8 @@ from sweeplab.resolve import run_id
 
 _SCALARS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr",
             "epoch_time_s", "train_images_per_s", "peak_mem_mb")
+#: Step-row metrics, written as ``step/<metric>`` with the run's global step.
+_STEP_SCALARS = ("train_loss", "test_loss", "test_acc", "val_loss", "val_acc", "lr")
 
 
 class TensorBoardWriter:
@@ -40,6 +43,12 @@ class TensorBoardWriter:
                     group = "loss" if key.endswith("loss") else "accuracy" if key.endswith("acc") else "run"
                     self.writer.add_scalar(f"{group}/{key}", value, info["epoch"])
                     self.last[key] = float(value)
+            # the epoch's evaluations every N steps, written as they are committed (with the epoch)
+            for row in info.get("steps") or ():
+                for key in _STEP_SCALARS:
+                    value = row.get(key)
+                    if isinstance(value, (int, float)) and math.isfinite(value):
+                        self.writer.add_scalar(f"step/{key}", value, row["step"])
             self.writer.flush()
         elif event == "end":
             hparams = {
