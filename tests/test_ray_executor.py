@@ -10,11 +10,14 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
+import secrets
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,7 +32,10 @@ from helpers import sweeplab
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (pip install 'sweeplab[ray]')")
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+#: Loopback only, and token authentication with a token of this test session (Ray's default is a
+#: token file in ~/.ray, which a driver joining by --address only uses when told RAY_AUTH_MODE=token).
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 TIMING = {"epoch_time_s", "train_images_per_s", "peak_mem_mb", "finished_at"}
 EXE = Path(sys.executable).parent / "sweeplab"
 
@@ -281,9 +287,10 @@ def ray_head(tmp_path):
         pytest.skip("ray is not installed (pip install 'sweeplab[ray]')")
     port = free_port()
     env = {**os.environ, **LOOPBACK_ENV}
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's unix socket paths must fit 107 bytes
     head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--num-cpus", "2",
                              "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
-                             "--temp-dir", str(tmp_path / "ray-tmp"), "--block"],
+                             "--temp-dir", temp, "--block"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
         address = f"127.0.0.1:{port}"
@@ -293,12 +300,17 @@ def ray_head(tmp_path):
         assert head.poll() is None, "ray start exited"
         yield address, head.pid
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
+        head.terminate()  # `ray start --block` stops the processes it started
         try:
-            head.wait(timeout=30)
+            head.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+            head.kill()
             head.wait(timeout=30)
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # anything of its group left behind
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @needs_ray
