@@ -56,9 +56,9 @@ def run_cmd(
     data_dir: Optional[Path] = DataDirOpt,
     executor: Executor = typer.Option(Executor.local, "--executor", help="Where runs train: local worker processes, or a Ray cluster."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray: join this cluster (`auto`, or host:port); default: start a Ray on this machine."),
-    max_retries: int = typer.Option(2, "--max-retries", min=0, help="Ray: restarts of a run whose worker died, from its last epoch."),
-    num_cpus: float = typer.Option(1.0, "--num-cpus", min=0.01, help="Ray: CPU cores (and torch threads) per run."),
-    num_gpus: float = typer.Option(0.0, "--num-gpus", min=0.0, help="Ray: GPUs per run, fractional to share one (0.25)."),
+    max_retries: Optional[int] = typer.Option(None, "--max-retries", min=0, help="Ray: restarts of a run whose worker died, from its last epoch (default 2)."),
+    num_cpus: Optional[float] = typer.Option(None, "--num-cpus", min=0.01, help="Ray: CPU cores (and torch threads) per run (default 1)."),
+    num_gpus: Optional[float] = typer.Option(None, "--num-gpus", min=0.0, help="Ray: GPUs per run, fractional to share one (0.25; default 0)."),
 ) -> None:
     """Run a study: train every run not yet finished, in parallel, resumably."""
     from sweeplab.study.execute import prepare_study
@@ -88,17 +88,20 @@ def run_cmd(
         _write_report(db, spec.name, out)
 
 
-def _ray_options(executor: Executor, address: str | None, max_retries: int, num_cpus: float, num_gpus: float):
+def _ray_options(executor: Executor, address: str | None, max_retries: int | None, num_cpus: float | None,
+                 num_gpus: float | None):
     """``RayOptions`` for ``--executor ray`` (Ray must be installed), None for the local executor."""
+    given = {"--address": address, "--max-retries": max_retries, "--num-cpus": num_cpus, "--num-gpus": num_gpus}
+    given = {k: v for k, v in given.items() if v is not None}
     if executor is not Executor.ray:
-        given = [name for name, v in (("--address", address), ("--num-gpus", num_gpus or None)) if v is not None]
         if given:
-            raise ConfigError(f"{given[0]} is an option of --executor ray; add --executor ray or leave it out")
+            raise ConfigError(f"{next(iter(given))} is an option of --executor ray; add --executor ray or leave it out")
         return None
     from sweeplab.executor.ray_executor import RayOptions, require_ray
 
     require_ray(local=address is None)  # before anything is loaded or stored
-    return RayOptions(address=address, num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries)
+    names = {"--address": "address", "--max-retries": "max_retries", "--num-cpus": "num_cpus", "--num-gpus": "num_gpus"}
+    return RayOptions(**{names[k]: v for k, v in given.items()})
 
 
 def _load_for_run(study: str, set_: list[str] | None, seeds: int | None, epochs: int | None, smoke: bool):

@@ -156,20 +156,32 @@ class RayExecutor:
             raise ConfigError(f"--address {address!r}: cannot join a Ray cluster there ({err})") from None
         return True
 
-    def _capacity(self, ray: Any) -> int:
+    def _fits(self, ray: Any) -> int:
         """How many tasks the cluster can run at once with the resources each one asks for."""
         total = ray.cluster_resources()
         opts = self.options
         n = int(total.get("CPU", 0) // opts.num_cpus) if opts.num_cpus else 1 << 30
         if opts.num_gpus:
             n = min(n, int(total.get("GPU", 0) // opts.num_gpus))
-        return max(1, n)
+        return n
+
+    def _capacity(self, ray: Any) -> int:
+        # at least one: while a lost node is replaced the task waits in Ray's queue
+        return max(1, self._fits(ray))
+
+    def _check_fits(self, ray: Any) -> None:
+        """A run that no node of the cluster can hold would wait forever: say so instead."""
+        if self._fits(ray) == 0:
+            total, opts = ray.cluster_resources(), self.options
+            raise ConfigError(f"--num-cpus {opts.num_cpus:g} --num-gpus {opts.num_gpus:g}: the Ray cluster has "
+                              f"{total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs; ask for at most that")
 
     def run(self, tasks: list[Task], fn: TaskFn, on_event: OnEvent) -> dict[str, Any]:
         ray = require_ray(local=self.options.address is None)
         started = self._connect(ray)
         self._stop.clear()
         try:
+            self._check_fits(ray)
             with _signal_handlers(self._on_signal, signal.SIGINT, signal.SIGTERM):
                 return _Round(self, ray, fn, on_event).run(tasks)
         finally:
