@@ -171,8 +171,10 @@ def local_ray():
                 os.environ[k] = v
 
 
-# -- without Ray (fast) --------------------------------------------------------------------------
+# -- without Ray (a few seconds each: the real CLI in a subprocess) -------------------------------
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)
 def test_without_ray_the_executor_says_how_to_install_it(tmp_path):
     fake = tmp_path / "no_ray" / "ray"
     fake.mkdir(parents=True)
@@ -186,6 +188,8 @@ def test_without_ray_the_executor_says_how_to_install_it(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing recorded
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)
 def test_ray_options_without_the_ray_executor_are_refused(tmp_path):
     r = sweeplab("run", str(write_study(tmp_path)), "--out", str(tmp_path / "out"), "--address", "auto")
     assert r.returncode == 2 and "--address" in r.stderr and "--executor ray" in r.stderr, r.stderr
