@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sweeplab-installed
 
-.PHONY: setup demo test test-slow test-all clean
+.PHONY: setup setup-ray demo test test-slow test-all clean
 
 setup: $(STAMP)
 
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[test]"
 	touch $(STAMP)
+
+# The optional Ray extra (`sweeplab run --executor ray`), which the Ray tests need; CI installs it.
+setup-ray: setup
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[test,ray]"
 
 # The quickstart study (digits, no download, about two minutes on 2 cores) and its report.
 demo: setup

@@ -63,15 +63,21 @@ def load_study(study: Any, *, overrides: list[str] | None = None, seeds: int | N
 
 def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, threads: int | None = None,
         data_dir: str | Path | None = None, progress: bool | Callable[[str, str, dict[str, Any]], None] = True,
-        epochs: int | None = None) -> "pd.DataFrame":
+        epochs: int | None = None, executor: str = "local", address: str | None = None) -> "pd.DataFrame":
     """Train every run of the study not yet finished (resuming any that stopped); returns
     :func:`runs` for it. ``progress``: print one line per finished run (True), nothing (False), or
     a callback ``(run_id, event, info)`` getting every event. ``epochs``: train that many instead
-    (as ``sweeplab run --epochs``; a completed shorter run of the same config is continued)."""
+    (as ``sweeplab run --epochs``; a completed shorter run of the same config is continued).
+    ``executor="ray"`` trains on Ray: a Ray started here, or the cluster at ``address``
+    (``"auto"``), one core per run."""
+    from sweeplab.errors import ConfigError
+    from sweeplab.executor.ray_executor import RayOptions
     from sweeplab.study.execute import prepare_study, run_study
 
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"executor: {executor!r} is not one of 'local', 'ray'")
     spec = load_study(study, epochs=epochs) if epochs is not None else load_study(study)
-    if workers != 1 and _script_without_main_guard():
+    if executor == "local" and workers != 1 and _script_without_main_guard():
         warnings.warn("this script has no `if __name__ == \"__main__\":` guard, so worker processes (which "
                       "re-run its top level) cannot start: training in one in-process worker", stacklevel=2)
         workers = 1
@@ -82,7 +88,8 @@ def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, thr
     if progress is True:
         print(f"study {spec.name}: {len(plan.runs)} runs ({len(plan.done)} already done, "
               f"{len(plan.todo)} to train) -> {db}")
-    run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir, on_event=on_event)
+    run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir, on_event=on_event,
+              ray=RayOptions(address=address) if executor == "ray" else None)
     return runs(spec, out, version=plan.version)
 
 

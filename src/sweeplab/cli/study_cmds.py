@@ -7,6 +7,7 @@ import io
 import json
 import time
 from contextlib import nullcontext
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -32,6 +33,13 @@ def resolve_study_file(study: str) -> Path:
     return find_study_file(study)
 
 
+class Executor(str, Enum):
+    """``--executor``: where runs train."""
+
+    local = "local"
+    ray = "ray"
+
+
 @app.command("run")
 def run_cmd(
     study: str = typer.Argument(..., help="Study TOML file, or the name of a bundled study (`sweeplab studies`)."),
@@ -46,10 +54,16 @@ def run_cmd(
     report: bool = typer.Option(False, "--report", help="Refresh the study's report after every finished run."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard event files under OUT/tensorboard."),
     data_dir: Optional[Path] = DataDirOpt,
+    executor: Executor = typer.Option(Executor.local, "--executor", help="Where runs train: local worker processes, or a Ray cluster."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray: join this cluster (`auto`, or host:port); default: start a Ray on this machine."),
+    max_retries: Optional[int] = typer.Option(None, "--max-retries", min=0, help="Ray: restarts of a run whose worker died, from its last epoch (default 2)."),
+    num_cpus: Optional[float] = typer.Option(None, "--num-cpus", min=0.01, help="Ray: CPU cores (and torch threads) per run (default 1)."),
+    num_gpus: Optional[float] = typer.Option(None, "--num-gpus", min=0.0, help="Ray: GPUs per run, fractional to share one (0.25; default 0)."),
 ) -> None:
     """Run a study: train every run not yet finished, in parallel, resumably."""
     from sweeplab.study.execute import prepare_study
 
+    ray = _ray_options(executor, address, max_retries, num_cpus, num_gpus)
     spec = _load_for_run(study, set_, seeds, epochs, smoke)
     db = store_path(out)
     if dry_run:
@@ -62,7 +76,7 @@ def run_cmd(
     plan = prepare_study(spec, db, data_dir)
     _print_plan(spec, plan, db)
     on_run_end = _report_refresher(db, spec.name, out) if report else None
-    results = _train(spec, plan, db, workers=workers, threads=threads, data_dir=data_dir,
+    results = _train(spec, plan, db, workers=workers, threads=threads, data_dir=data_dir, ray=ray,
                      tensorboard_dir=(out / "tensorboard") if tensorboard else None, on_run_end=on_run_end)
     with Store(db, readonly=True) as store:
         counts = {k: v for k, v in store.counts_by_status(spec.name, version=plan.version).items() if v}
@@ -72,6 +86,22 @@ def run_cmd(
                   + f"; study {spec.name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if report:
         _write_report(db, spec.name, out)
+
+
+def _ray_options(executor: Executor, address: str | None, max_retries: int | None, num_cpus: float | None,
+                 num_gpus: float | None):
+    """``RayOptions`` for ``--executor ray`` (Ray must be installed), None for the local executor."""
+    given = {"--address": address, "--max-retries": max_retries, "--num-cpus": num_cpus, "--num-gpus": num_gpus}
+    given = {k: v for k, v in given.items() if v is not None}
+    if executor is not Executor.ray:
+        if given:
+            raise ConfigError(f"{next(iter(given))} is an option of --executor ray; add --executor ray or leave it out")
+        return None
+    from sweeplab.executor.ray_executor import RayOptions, require_ray
+
+    require_ray(local=address is None)  # before anything is loaded or stored
+    names = {"--address": "address", "--max-retries": "max_retries", "--num-cpus": "num_cpus", "--num-gpus": "num_gpus"}
+    return RayOptions(**{names[k]: v for k, v in given.items()})
 
 
 def _load_for_run(study: str, set_: list[str] | None, seeds: int | None, epochs: int | None, smoke: bool):

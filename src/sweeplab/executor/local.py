@@ -2,8 +2,8 @@
 
 An executor takes opaque tasks and a task function ``fn(payload, emit) -> result``; it never
 knows what a model is. ``emit(event, info)`` sends progress events back to the driver, which
-sees them through ``on_event(key, event, info)`` in its own thread. A Ray executor can implement
-the same ``run`` signature later (tasks shipped to the cluster, events relayed by an actor).
+sees them through ``on_event(key, event, info)`` in its own thread. The Ray executor
+(``ray_executor.py``) implements the same ``run`` signature, its events streamed back from the cluster.
 
 Worker processes are started with ``spawn`` (a fork of a process that has initialised torch's
 thread pools can deadlock) and each limits torch to ``threads`` intra-op threads.

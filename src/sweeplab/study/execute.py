@@ -14,15 +14,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sweeplab.config import RunConfig
-from sweeplab.errors import StoreError
+from sweeplab.errors import ConfigError, StoreError
 from sweeplab.executor import Executor, Task, TaskCrashed, Terminated, default_workers, make_executor
+from sweeplab.executor.ray_executor import RayExecutor, RayOptions, require_ray
 from sweeplab.models import is_local
 from sweeplab.store import Arm, Link, Store
 from sweeplab.train.loop import record_run
 from sweeplab.train.preflight import preflight
+from sweeplab.train.remote import train_remote
 from sweeplab.train.task import RunTask, run_task
 from sweeplab.vocabulary import BASELINE_ARM, FINAL_STATUSES
 
+from .remote import RemoteRuns
 from .sharing import TAKE_OVER, held_elsewhere, wait_for_others
 from .spec import RunSpec, StudySpec
 
@@ -108,10 +111,12 @@ def run_study(
     tensorboard_dir: str | Path | None = None,
     on_event: OnEvent | None = None,
     on_run_end: Callable[[str, dict[str, Any]], None] | None = None,
+    ray: RayOptions | None = None,
 ) -> dict[str, Any]:
     """Train every run of the study that is not finished; returns run id -> task result.
 
-    ``plan`` is :func:`prepare_study`'s result when the caller already has it.
+    ``plan`` is :func:`prepare_study`'s result when the caller already has it. ``ray``: train on a
+    Ray cluster (:class:`RayOptions`) instead of local worker processes.
     """
     store_path = Path(store_path)
     if plan is None:
@@ -119,17 +124,6 @@ def run_study(
     todo = plan.todo
     if not todo:
         return {}
-    local = sorted({r.config.model.name for r in todo if is_local(r.config.model.name)})
-    if local and (workers is None or workers > 1):
-        warnings.warn(f"model {', '.join(local)} is registered in this process only, so the study trains in "
-                      "one in-process worker; name it as \"file.py:Name\" in the study to train in parallel",
-                      stacklevel=2)
-        workers = 1
-    if workers is None:
-        from sweeplab.train.device import resolve_device
-
-        workers, auto_threads = default_workers(resolve_device(spec.runs[0].config.device).type, len(todo))
-        threads = threads or auto_threads
     tasks = [
         Task(r.run_id, RunTask(
             config_json=r.config.to_json(), store_path=str(store_path), label=r.label,
@@ -145,11 +139,51 @@ def run_study(
         if event == "end" and on_run_end is not None:
             on_run_end(key, info)
 
-    executor = make_executor(workers, threads)
+    if ray is not None:
+        return _run_on_ray(spec, store_path, tasks, ray, data_dir, tensorboard_dir, relay)
+    workers, threads = _local_workers(spec, todo, workers, threads)
+    return _execute(store_path, tasks, make_executor(workers, threads), run_task, relay)
+
+
+def _local_workers(spec: StudySpec, todo: list[RunSpec], workers: int | None,
+                   threads: int | None) -> tuple[int, int | None]:
+    """Worker processes and threads for the local executor (one in-process worker for local models)."""
+    local = sorted({r.config.model.name for r in todo if is_local(r.config.model.name)})
+    if local and (workers is None or workers > 1):
+        warnings.warn(f"model {', '.join(local)} is registered in this process only, so the study trains in "
+                      "one in-process worker; name it as \"file.py:Name\" in the study to train in parallel",
+                      stacklevel=3)
+        workers = 1
+    if workers is None:
+        from sweeplab.train.device import resolve_device
+
+        workers, auto_threads = default_workers(resolve_device(spec.runs[0].config.device).type, len(todo))
+        threads = threads or auto_threads
+    return workers, threads
+
+
+def _run_on_ray(spec: StudySpec, store_path: Path, tasks: list[Task], options: RayOptions,
+                data_dir: str | Path | None, tensorboard_dir: str | Path | None, relay: OnEvent) -> dict[str, Any]:
+    """Train on Ray: the runs' code must travel by content, and this process alone writes the store."""
+    local = sorted({r.config.model.name for r in spec.unique_runs() if is_local(r.config.model.name)})
+    if local:
+        raise ConfigError(f"model {', '.join(local)} is registered in this process only, so Ray workers cannot "
+                          "build it; name it as \"file.py:Name\" in the study (its code travels with the run)")
+    if tensorboard_dir is not None:
+        raise ConfigError("--tensorboard is not supported with --executor ray; use the local executor")
+    require_ray(local=options.address is None)
+    with Store(store_path) as store:
+        remote = RemoteRuns(store, relay, data_dir)
+        return _execute(store_path, tasks, RayExecutor(options, remote.prepare), train_remote, remote.on_event)
+
+
+def _execute(store_path: Path, tasks: list[Task], executor: Executor, fn: Callable[[Any, Any], Any],
+             relay: OnEvent) -> dict[str, Any]:
+    """Run the tasks; record crashed ones; Ctrl-C marks the runs this process held interrupted."""
     try:
-        results = executor.run(tasks, run_task, relay)
+        results = executor.run(tasks, fn, relay)
         _record_crashes(store_path, results, executor.worker_ids(), relay)
-        _finish_shared(store_path, tasks, results, executor, relay)
+        _finish_shared(store_path, tasks, results, executor, fn, relay)
     except KeyboardInterrupt as stop:
         detail = "stopped by SIGTERM" if isinstance(stop, Terminated) else "stopped by the user (Ctrl-C)"
         with Store(store_path) as store:  # only the runs this process's workers held
@@ -159,7 +193,7 @@ def run_study(
 
 
 def _finish_shared(store_path: Path, tasks: list[Task], results: dict[str, Any], executor: Executor,
-                   relay: OnEvent) -> None:
+                   fn: Callable[[Any, Any], Any], relay: OnEvent) -> None:
     """Wait for the runs another process holds; train here those it gives up."""
     while elsewhere := held_elsewhere(results):
         statuses = wait_for_others(store_path, elsewhere)
@@ -168,7 +202,7 @@ def _finish_shared(store_path: Path, tasks: list[Task], results: dict[str, Any],
                                "skipped": True}
         retry = [t for t in tasks if statuses.get(t.key) in TAKE_OVER]
         if retry:
-            results.update(executor.run(retry, run_task, relay))
+            results.update(executor.run(retry, fn, relay))
             _record_crashes(store_path, results, executor.worker_ids(), relay)
 
 

@@ -1,0 +1,362 @@
+"""Issue 13: studies on Ray (`sweeplab run --executor ray`), on a real Ray on this machine's loopback.
+
+Every Ray process a test starts gets RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 and the driver uses
+``ray.init(address="local")``: Ray then listens on 127.0.0.1 only, which the tests assert. Ray is
+stopped by the PIDs and process groups the tests started, never with ``ray stop``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sweeplab.store import Store
+from sweeplab.study import load_study
+from sweeplab.study.execute import run_study
+
+from helpers import sweeplab
+
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (pip install 'sweeplab[ray]')")
+#: Loopback only, and token authentication with a token of this test session (Ray's default is a
+#: token file in ~/.ray, which a driver joining by --address only uses when told RAY_AUTH_MODE=token).
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+TIMING = {"epoch_time_s", "train_images_per_s", "peak_mem_mb", "finished_at"}
+EXE = Path(sys.executable).parent / "sweeplab"
+
+STUDY = """
+[study]
+name = "{name}"
+seeds = {seeds}
+metric = "test_acc"
+
+[baseline]
+epochs = {epochs}
+batch_size = {batch}
+device = "cpu"
+data = {{ dataset = "digits" }}
+model = {{ name = "mlp", hidden = [16] }}
+optim = {{ name = "sgd", lr = 0.05, momentum = 0.9 }}
+
+[[arm]]
+name = "linear"
+model = {{ name = "linear" }}
+{extra}
+"""
+
+#: A user's network that builds and passes the preflight forward (no grad), then raises in training.
+BOOM = '''\
+import torch
+from torch import nn
+
+
+class Boom(nn.Module):
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(int(torch.tensor(input_shape).prod()), num_classes)
+
+    def forward(self, x):
+        if torch.is_grad_enabled():
+            raise RuntimeError("boom: this network refuses to train")
+        return self.fc(x.flatten(1))
+'''
+
+
+def write_study(tmp_path: Path, name="r", seeds=1, epochs=2, batch=64, extra="") -> Path:
+    p = tmp_path / f"{name}.toml"
+    p.write_text(STUDY.format(name=name, seeds=seeds, epochs=epochs, batch=batch, extra=extra))
+    return p
+
+
+def epoch_rows(db: Path) -> dict[tuple[str, int], dict]:
+    with Store(db, readonly=True) as store:
+        return {(run.id, r["epoch"]): {k: v for k, v in r.items() if k not in TIMING}
+                for run in store.list_runs() for r in store.epochs(run.id)}
+
+
+def epochs_by_run(db: Path) -> dict[str, list[int]]:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = con.execute("select run_id, epoch from epochs order by run_id, epoch").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:  # not created yet
+        return {}
+    out: dict[str, list[int]] = {}
+    for run_id, epoch in rows:
+        out.setdefault(run_id, []).append(epoch)
+    return out
+
+
+def statuses(db: Path) -> dict[str, tuple[str, str | None]]:
+    with Store(db, readonly=True) as store:
+        return {r.id: (r.status, r.status_detail) for r in store.list_runs()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listeners(root_pids: list[int]) -> list[tuple[str, str, int]]:
+    """(process name, ip, port) of every listening socket of these processes and their children."""
+    import psutil
+
+    procs = []
+    for pid in root_pids:
+        try:
+            p = psutil.Process(pid)
+            procs += [p, *p.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    out = []
+    for p in procs:
+        try:
+            conns = p.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        out += [(p.name(), c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN]
+    return out
+
+
+def _loopback(ip: str) -> bool:
+    """127.0.0.0/8, also as an IPv4-mapped IPv6 address (::ffff:127.0.0.1)."""
+    addr = ipaddress.ip_address(ip)
+    addr = getattr(addr, "ipv4_mapped", None) or addr
+    return addr.version == 4 and addr in ipaddress.ip_network("127.0.0.0/8")
+
+
+def assert_loopback_only(root_pids: list[int]) -> None:
+    found = listeners(root_pids)
+    assert found, "found no Ray listener to check"
+    outside = [f for f in found if not _loopback(f[1])]
+    assert not outside, f"Ray listens outside 127.0.0.0/8: {outside}"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One Ray on this machine for the module (start-up takes seconds), loopback only."""
+    if not HAVE_RAY:
+        pytest.skip("ray is not installed (pip install 'sweeplab[ray]')")
+    old = {k: os.environ.get(k) for k in LOOPBACK_ENV}
+    os.environ.update(LOOPBACK_ENV)  # before ray is imported: it reads this when imported
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# -- without Ray (a few seconds each: the real CLI in a subprocess) -------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_without_ray_the_executor_says_how_to_install_it(tmp_path):
+    fake = tmp_path / "no_ray" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    study = write_study(tmp_path)
+    r = sweeplab("run", str(study), "--out", str(tmp_path / "out"), "--executor", "ray",
+                 env={"PYTHONPATH": str(fake.parent)})
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "pip install 'sweeplab[ray]'" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "out").exists()  # nothing recorded
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_ray_options_without_the_ray_executor_are_refused(tmp_path):
+    r = sweeplab("run", str(write_study(tmp_path)), "--out", str(tmp_path / "out"), "--address", "auto")
+    assert r.returncode == 2 and "--address" in r.stderr and "--executor ray" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# -- on a local Ray (slow) -----------------------------------------------------------------------
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_same_stored_results_as_the_local_executor_and_loopback_only(tmp_path, local_ray):
+    from sweeplab.executor.ray_executor import RayOptions
+
+    spec = load_study(write_study(tmp_path, seeds=2, epochs=3))
+    pids: dict[str, int] = {}
+
+    def on_event(run_id, event, info):
+        if event == "worker":
+            pids[run_id] = info["pid"]
+
+    results = run_study(spec, tmp_path / "ray" / "sweeplab.db", ray=RayOptions(), on_event=on_event)
+    assert_loopback_only([os.getpid()])  # the local Ray's GCS, raylet and workers
+    run_study(spec, tmp_path / "local" / "sweeplab.db", workers=1)
+
+    assert len(results) == 4 and all(r["status"] == "completed" for r in results.values())
+    assert len(pids) == 4 and os.getpid() not in pids.values()  # trained in Ray's workers
+    ray_rows, local_rows = epoch_rows(tmp_path / "ray" / "sweeplab.db"), epoch_rows(tmp_path / "local" / "sweeplab.db")
+    assert len(ray_rows) == 4 * 3
+    assert ray_rows == local_rows  # every stored digit
+    with Store(tmp_path / "ray" / "sweeplab.db", readonly=True) as store:
+        for run in store.list_runs():
+            assert run.status == "completed" and run.params and run.data_checksum and run.wall_time_s > 0
+            assert store.load_checkpoint(run.id, "last").epoch == 3 and store.load_checkpoint(run.id, "best")
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_worker_killed_mid_epoch_is_retried_from_its_last_epoch(tmp_path, local_ray):
+    from sweeplab.executor.ray_executor import RayOptions
+
+    # batch 2 on digits: hundreds of steps per epoch, so the kill lands inside epoch 2.
+    spec = load_study(write_study(tmp_path, epochs=4, batch=2))
+    target = spec.runs[0].run_id
+    seen: dict[str, list] = {"workers": [], "retries": [], "killed_in": []}
+
+    def on_event(run_id, event, info):
+        if run_id != target:
+            return
+        if event == "worker":
+            seen["workers"].append(info["pid"])
+        elif event == "retry":
+            seen["retries"].append(info)
+        elif event == "batch" and info["epoch"] == 2 and not seen["killed_in"] and info["step"] < info["steps"]:
+            seen["killed_in"].append(info["epoch"])
+            os.kill(seen["workers"][-1], signal.SIGKILL)
+
+    db = tmp_path / "ray" / "sweeplab.db"
+    results = run_study(spec, db, ray=RayOptions(max_retries=2), on_event=on_event)
+    assert seen["killed_in"] == [2] and len(seen["retries"]) == 1, seen
+    assert len(set(seen["workers"])) == 2  # a new worker took the run over
+    assert results[target]["status"] == "completed"
+    assert epochs_by_run(db)[target] == [1, 2, 3, 4]  # none missing, none twice
+    # resumed from epoch 1's checkpoint, it trained the same curve as an uninterrupted run
+    run_study(spec, tmp_path / "local" / "sweeplab.db", workers=1)
+    assert epoch_rows(db) == epoch_rows(tmp_path / "local" / "sweeplab.db")
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_run_raising_in_its_task_fails_with_its_reason_and_the_others_complete(tmp_path, local_ray):
+    from sweeplab.executor.ray_executor import RayOptions
+    from sweeplab.study.execute import prepare_study
+
+    (tmp_path / "nets.py").write_text(BOOM)
+    study = write_study(tmp_path, extra='[[arm]]\nname = "boom"\nmodel = { name = "nets.py:Boom" }\n')
+    spec = load_study(study)
+    db = tmp_path / "out" / "sweeplab.db"
+    plan = prepare_study(spec, db)
+    (tmp_path / "nets.py").unlink()  # the code reaches the workers inside the run's config, not by path
+    results = run_study(spec, db, plan=plan, ray=RayOptions())
+    by_arm = {r.arm: statuses(db)[r.run_id] for r in spec.runs}
+    assert by_arm["baseline"][0] == "completed" and by_arm["linear"][0] == "completed"
+    assert by_arm["boom"] == ("failed", "RuntimeError: boom: this network refuses to train")
+    assert {r["status"] for r in results.values()} == {"completed", "failed"}
+    done = epochs_by_run(db)
+    boom = next(r.run_id for r in spec.runs if r.arm == "boom")
+    assert boom not in done and sorted(map(len, done.values())) == [2, 2]
+
+
+# -- a `ray start` cluster joined with --address, and the driver killed (slow) -------------------
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """`ray start --head --block` on a free loopback port, stopped by its own process group."""
+    if not HAVE_RAY:
+        pytest.skip("ray is not installed (pip install 'sweeplab[ray]')")
+    port = free_port()
+    env = {**os.environ, **LOOPBACK_ENV}
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's unix socket paths must fit 107 bytes
+    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--num-cpus", "2",
+                             "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
+                             "--temp-dir", temp, "--block"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        address = f"127.0.0.1:{port}"
+        end = time.monotonic() + 90
+        while time.monotonic() < end and not any(p == port for _, _, p in listeners([head.pid])):
+            time.sleep(0.5)
+        assert head.poll() is None, "ray start exited"
+        yield address, head.pid
+    finally:
+        head.terminate()  # `ray start --block` stops the processes it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait(timeout=30)
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # anything of its group left behind
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(480)
+def test_driver_killed_then_rerun_resumes_on_a_joined_cluster(tmp_path, ray_head):
+    address, head_pid = ray_head
+    study = write_study(tmp_path, epochs=5, batch=4)  # 2 runs; an epoch takes a while at batch 4
+    out, db = tmp_path / "out", tmp_path / "out" / "sweeplab.db"
+    env = {**os.environ, **LOOPBACK_ENV, "COLUMNS": "200"}
+    # 2 cores per run on a 2-core cluster: one run at a time, so one finishes before the kill
+    cmd = [str(EXE), "run", str(study), "--out", str(out), "--executor", "ray", "--address", address,
+           "--num-cpus", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    def second_run_started() -> bool:  # the first run has all its epochs, the second at least one
+        done = sorted(map(len, epochs_by_run(db).values()))
+        return len(done) == 2 and done[0] >= 1 and done[1] == 5
+
+    try:
+        end = time.monotonic() + 240
+        while time.monotonic() < end and not second_run_started():
+            time.sleep(0.05)
+        assert second_run_started(), "the study never reached its second run"
+        assert_loopback_only([head_pid, proc.pid])
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver (its Ray tasks die with their job)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    with Store(db, readonly=True) as store:
+        before = {r.id: (r.status, r.finished_at, store.epochs(r.id)) for r in store.list_runs()}
+    assert sorted(s for s, _, _ in before.values()) == ["completed", "running"]
+    assert all(len(e) < 5 for s, _, e in before.values() if s == "running")
+
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = epochs_by_run(db)
+    assert len(after) == 2 and all(e == [1, 2, 3, 4, 5] for e in after.values()), after
+    with Store(db, readonly=True) as store:
+        for rid, (status, finished_at, rows) in before.items():
+            assert store.get_run(rid).status == "completed"
+            kept = store.epochs(rid)[: len(rows)]
+            assert kept == rows  # nothing committed before the kill was trained again
+            if status == "completed":  # the finished run was not trained again
+                assert store.get_run(rid).finished_at == finished_at
