@@ -360,3 +360,36 @@ def test_driver_killed_then_rerun_resumes_on_a_joined_cluster(tmp_path, ray_head
             assert kept == rows  # nothing committed before the kill was trained again
             if status == "completed":  # the finished run was not trained again
                 assert store.get_run(rid).finished_at == finished_at
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_step_rows_and_longer_runs_on_ray_match_the_local_executor(tmp_path, local_ray):
+    """eval_every_steps rows stream back with their epoch; a longer run continues the shorter one
+    on the driver (the worker's private store has no other runs) and ends where local training does."""
+    from sweeplab.executor.ray_executor import RayOptions
+
+    path = write_study(tmp_path, epochs=2, extra="").read_text().replace(
+        "[baseline]\n", "[baseline]\neval_every_steps = 7\n")
+    study = tmp_path / "steps.toml"
+    study.write_text(path)
+    ray_db, local_db = tmp_path / "ray" / "sweeplab.db", tmp_path / "local" / "sweeplab.db"
+    events: list[tuple[str, str, dict]] = []
+    run_study(load_study(study), ray_db, ray=RayOptions())
+    run_study(load_study(study, epochs=4), ray_db, ray=RayOptions(), on_event=lambda r, e, i: events.append((r, e, i)))
+    run_study(load_study(study, epochs=4), local_db, workers=1)
+
+    def steps(db):
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT s.run_id, s.step, s.epoch, s.train_loss, s.test_acc FROM steps s"
+                                " JOIN runs r ON r.id = s.run_id WHERE r.epochs_planned = 4 ORDER BY 1, 2").fetchall()
+
+    assert steps(ray_db) and steps(ray_db) == steps(local_db)
+    four = {k: v for k, v in epoch_rows(ray_db).items() if len(epochs_by_run(ray_db)[k[0]]) == 4}
+    assert four == {k: v for k, v in epoch_rows(local_db).items() if k in four} and len(four) == 2 * 4
+    said = [i["continuation"] for _, e, i in events if e == "start" and i.get("continuation")]
+    assert len(said) == 2 and all(m.startswith("continued from run") and m.endswith("at epoch 2") for m in said)
+    with Store(ray_db, readonly=True) as store:
+        longer = [r for r in store.list_runs() if r.epochs_planned == 4]
+        assert len(longer) == 2 and all(r.continued_from for r in longer)

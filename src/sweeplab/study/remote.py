@@ -13,10 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from sweeplab.config import RunConfig
 from sweeplab.executor import Task
 from sweeplab.executor.ray_executor import Skip
 from sweeplab.store import Store, default_worker_id
 from sweeplab.store.claims import claim
+from sweeplab.train.continuation import continue_shorter, shorter_source
 from sweeplab.train.remote import RemoteRun
 
 OnEvent = Callable[[str, str, dict[str, Any]], None]
@@ -29,6 +31,7 @@ class RemoteRuns:
         self.store, self.relay = store, relay
         self.data_dir = None if data_dir is None else str(data_dir)
         self.worker = default_worker_id()
+        self.messages: dict[str, str] = {}
 
     def prepare(self, task: Task, attempt: int) -> RemoteRun | Skip:
         """The payload for ``task``'s Ray task; on the first attempt, claim its run first."""
@@ -38,10 +41,27 @@ class RemoteRuns:
             if not won:  # finished meanwhile, or held by a live worker of another process
                 detail = run.status_detail if run.status != "running" else f"trained by {run.worker}"
                 return Skip({"run_id": rid, "status": run.status, "detail": detail, "skipped": True})
+            self._continue(rid, run_task.config_json)
         last = self.store.load_checkpoint(rid, "last")
         return RemoteRun(config_json=run_task.config_json, label=run_task.label, data_dir=self.data_dir,
-                         epochs=self.store.epochs(rid), last=None if last is None else last.data,
+                         epochs=self.store.epochs(rid), steps=self.store.steps(rid),
+                         last=None if last is None else last.data,
                          worker=self.worker)
+
+    def _continue(self, rid: str, config_json: str) -> None:
+        """A run with no epochs of its own continues a completed shorter run of the same config
+        (``train.continuation``) here, on the driver: the worker's private store holds no other
+        runs, so it gets the copied epochs and checkpoint in its payload and resumes from them."""
+        if self.store.epochs(rid):
+            return
+        cfg = RunConfig.from_json(config_json)
+        source = shorter_source(self.store, cfg)
+        if source is None or not isinstance(cfg.batch_size, int):  # "max": the worker's device decides
+            return
+        done = continue_shorter(self.store, cfg, rid, batch_size=cfg.batch_size,
+                                num_classes=len(source.env.get("classes") or ()))
+        if done.message():  # said with the run's start event, as the local path says it
+            self.messages[rid] = done.message()
 
     def on_event(self, rid: str, event: str, info: dict[str, Any]) -> None:
         """Commit what the worker reports; relay the rest (and the epochs, without bytes)."""
@@ -49,9 +69,11 @@ class RemoteRuns:
             self.store.update_run(rid, **{k: v for k, v in info.items() if v is not None})
         elif event == "commit":
             self.store.commit_epoch(rid, info["epoch"], info["row"], info["last"], info["best"],
-                                    add_wall_time_s=info["add_wall_time_s"])
+                                    add_wall_time_s=info["add_wall_time_s"], steps=info.get("steps", ()))
         elif event == "status":
             self.store.set_status(rid, info["status"], info["detail"], owner=self.worker,
                                   add_wall_time_s=info["add_wall_time_s"])
         else:
+            if event == "start" and rid in self.messages:
+                info = {**info, "continuation": self.messages.pop(rid)}
             self.relay(rid, event, info)

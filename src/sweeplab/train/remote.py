@@ -10,7 +10,8 @@ the checkpoints taken after it; the driver commits those to its own store (``stu
 Events (besides fit's ``start``, ``batch``, ``epoch`` and ``end``):
 
 - ``record``: the run's metadata as fit recorded it (data source, params, device, environment);
-- ``commit``: ``epoch``, ``row``, ``last``, ``best`` (bytes or None) and ``add_wall_time_s``;
+- ``commit``: ``epoch``, ``row``, ``last``, ``best`` (bytes or None), ``add_wall_time_s`` and the
+  epoch's ``steps`` rows (``eval_every_steps``);
 - ``status``: the outcome, ``status``, ``detail`` and ``add_wall_time_s``, sent just before ``end``.
 """
 
@@ -46,6 +47,8 @@ class RemoteRun:
     data_dir: str | None = None
     #: The run's committed epoch rows (as ``Store.epochs`` returns them) and its checkpoints.
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    #: Its committed step rows (``eval_every_steps``; as ``Store.steps`` returns them).
+    steps: list[dict[str, Any]] = field(default_factory=list)
     last: bytes | None = None
     worker: str | None = None
 
@@ -58,8 +61,14 @@ def seed_store(store: Store, task: RemoteRun) -> str:
     for i, row in enumerate(task.epochs):
         metrics = {k: v for k, v in row.items() if k not in _NOT_METRICS}
         last = task.last if i == len(task.epochs) - 1 else None
-        store.commit_epoch(rid, int(row["epoch"]), metrics, last)
+        store.commit_epoch(rid, int(row["epoch"]), metrics, last, steps=epoch_steps(task.steps, int(row["epoch"])))
     return rid
+
+
+def epoch_steps(steps: list[dict[str, Any]], epoch: int) -> list[dict[str, Any]]:
+    """The step rows of one epoch, as ``commit_epoch`` takes them (no run id or time)."""
+    return [{k: v for k, v in row.items() if k not in ("run_id", "finished_at")}
+            for row in steps if row.get("epoch") == epoch]
 
 
 class _Relay:
@@ -86,6 +95,7 @@ class _Relay:
                 "epoch": epoch, "row": info["row"], "last": last.data if last else None,
                 "best": best.data if best is not None and best.epoch == epoch else None,
                 "add_wall_time_s": self._wall_delta(),
+                "steps": epoch_steps(self.store.steps(self.rid), epoch),
             })
         elif event == "end":
             self.finish(info["status"], info.get("detail"))
