@@ -136,6 +136,10 @@ def overlay_groups(spec: Mapping[str, Any], settings: list[ArmSetting],
         groups.append((tuple(a.strip() for a in items if a.strip()), "", "--arms"))
     out: list[tuple[tuple[str, ...], str]] = []
     for group, title, where in groups:
+        if where == "figure.arms":  # validated when the study was loaded; a version may lack an arm
+            group = tuple(a for a in group if a in known)
+            if not group:
+                continue
         bad = [a for a in group if a not in known]
         if bad or not group:
             raise ConfigError(f"{', '.join(map(repr, bad)) or 'nothing'} is not an arm of this study "
