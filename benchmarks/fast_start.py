@@ -165,6 +165,7 @@ def whole_process(args: argparse.Namespace, root: Path) -> None:
             walls[job].append(wall)
             rates[job].append(info["images_per_s"])
             accs[job] = info["acc"]
+            print(f"  {job}: {wall:.2f} s, {info['images_per_s']:,.0f} img/s in the loop", flush=True)
     print(f"\n{args.train_examples:,} CIFAR-10 images, tutorial CNN, batch {args.batch_size}, 1 epoch + test, "
           f"CPU ({os.cpu_count()} cores), median of {args.repeats} alternating whole processes [min-max]")
     print(f"{'':13} {'wall s':>20} {'in-loop img/s':>22} {'acc':>6}")
