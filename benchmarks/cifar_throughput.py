@@ -38,11 +38,12 @@ def extracted(archive: Path) -> Path:
     return roots[0].parent
 
 
-def conventional(root: Path, batch_size: int, n_train: int, threads: int, seed: int) -> tuple[float, float]:
+def tutorial_loaders(root: Path, batch_size: int, n_train: int, seed: int, workers: int = 2):
+    """The tutorial's input pipeline: ImageFolder over the JPEGs, ``ToTensor + Normalize``,
+    ``DataLoader(shuffle=True, num_workers=2)`` over ``n_train`` random training images; the test
+    split in batches of 1000. Returns ``(train_loader, test_loader)``."""
     from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
-
-    from sweeplab.models import create_model
 
     tf = transforms.Compose([transforms.ToTensor(),
                              transforms.Normalize((0.4913, 0.4821, 0.4465), (0.2452, 0.2428, 0.2606))])
@@ -50,11 +51,14 @@ def conventional(root: Path, batch_size: int, n_train: int, threads: int, seed: 
     test = datasets.ImageFolder(root / "test", transform=tf)
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(train), generator=g)[:n_train].tolist()
-    loader = DataLoader(Subset(train, idx), batch_size=batch_size, shuffle=True, num_workers=2,
+    loader = DataLoader(Subset(train, idx), batch_size=batch_size, shuffle=True, num_workers=workers,
                         persistent_workers=False)
-    torch.manual_seed(seed)
-    torch.set_num_threads(threads)
-    model = create_model("tutorial_cnn", input_shape=(3, 32, 32), num_classes=10)
+    return loader, DataLoader(test, batch_size=1000, num_workers=workers)
+
+
+def train_and_test(model: torch.nn.Module, loader, test_loader) -> tuple[float, float]:
+    """The tutorial's loop: one epoch of SGD (lr 0.001, momentum 0.9), then test accuracy.
+    Returns ``(training images/s, test accuracy)``."""
     opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
     model.train()
     t0 = time.perf_counter()
@@ -69,10 +73,20 @@ def conventional(root: Path, batch_size: int, n_train: int, threads: int, seed: 
     model.eval()
     correct = total = 0
     with torch.no_grad():
-        for x, y in DataLoader(test, batch_size=1000, num_workers=2):
+        for x, y in test_loader:
             correct += (model(x).argmax(1) == y).sum().item()
             total += len(y)
     return rate, correct / total
+
+
+def conventional(root: Path, batch_size: int, n_train: int, threads: int, seed: int) -> tuple[float, float]:
+    from sweeplab.models import create_model
+
+    loader, test_loader = tutorial_loaders(root, batch_size, n_train, seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    model = create_model("tutorial_cnn", input_shape=(3, 32, 32), num_classes=10)
+    return train_and_test(model, loader, test_loader)
 
 
 def sweeplab_path(batch_size: int, n_train: int, threads: int | None, seed: int) -> tuple[float, float, int]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.util
 import os
 import platform
 import resource
@@ -62,8 +65,13 @@ def peak_memory_mb(device: torch.device) -> float:
     return rss / 1024 if sys.platform != "darwin" else rss / 2**20  # Linux reports KiB, macOS bytes
 
 
+@functools.cache
 def code_version() -> str:
-    """Package version plus the git commit of the source tree when there is one."""
+    """Package version plus the git commit of the source tree when there is one.
+
+    Asked once per process (a ``git`` subprocess): the code a process runs is the code it
+    imported, so later edits of the tree do not change it, and a worker's runs do not each pay it.
+    """
     from sweeplab import __version__
 
     try:
@@ -81,20 +89,42 @@ def code_version() -> str:
 
 def environment(device: torch.device) -> dict[str, str]:
     """What is needed to redo a run: code and library versions, device, host."""
-    import numpy
+    env = dict(_environment())
+    return {**{k: env.pop(k) for k in ("sweeplab", "python", "torch", "torchvision", "numpy")},
+            "device": device_name(device), **env}
 
-    import torchvision
+
+@functools.cache
+def _environment() -> dict[str, str]:
+    import numpy
 
     return {
         "sweeplab": code_version(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": _torchvision_version(),
         "numpy": numpy.__version__,
-        "device": device_name(device),
         "host": socket.gethostname(),
         "platform": platform.platform(),
     }
+
+
+def _torchvision_version() -> str:
+    """``torchvision.__version__`` (``0.29.1+cu130``) without importing torchvision (~0.5-1 s),
+    which a run from the data cache does not otherwise need: read from its ``version.py``."""
+    module = sys.modules.get("torchvision")
+    if module is None:
+        try:
+            spec = importlib.util.find_spec("torchvision")  # finds, does not import, a top-level package
+            source = Path(spec.origin).with_name("version.py").read_text(encoding="utf-8")
+            for node in ast.parse(source).body:
+                if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                        and any(isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets)):
+                    return str(node.value.value)
+        except (AttributeError, TypeError, OSError, SyntaxError, ValueError):
+            pass
+        import torchvision as module
+    return module.__version__
 
 
 #: Below this much work per training step (batch x FLOPs per example) a CPU run uses one thread.
