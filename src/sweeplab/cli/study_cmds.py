@@ -65,6 +65,7 @@ def run_cmd(
 
     ray = _ray_options(executor, address, max_retries, num_cpus, num_gpus)
     spec = _load_for_run(study, set_, seeds, epochs, smoke)
+    ray = _with_study_resources(ray, spec, {"num_cpus": num_cpus, "num_gpus": num_gpus})
     db = store_path(out)
     if dry_run:
         _print_dry_run(spec, db, data_dir)
@@ -102,6 +103,20 @@ def _ray_options(executor: Executor, address: str | None, max_retries: int | Non
     require_ray(local=address is None)  # before anything is loaded or stored
     names = {"--address": "address", "--max-retries": "max_retries", "--num-cpus": "num_cpus", "--num-gpus": "num_gpus"}
     return RayOptions(**{names[k]: v for k, v in given.items()})
+
+
+def _with_study_resources(ray, spec, cli: dict[str, float | None]):
+    """The study's ``[study] resources`` under what ``--num-cpus``/``--num-gpus`` gave; with the local
+    executor they mean nothing, which the user is told."""
+    if not spec.resources:
+        return ray
+    if ray is None:
+        console.print("note: [study] resources apply to --executor ray only; the local executor ignores them",
+                      markup=False)
+        return ray
+    import dataclasses
+
+    return dataclasses.replace(ray, **{k: v for k, v in spec.resources.items() if cli.get(k) is None})
 
 
 def _load_for_run(study: str, set_: list[str] | None, seeds: int | None, epochs: int | None, smoke: bool):
