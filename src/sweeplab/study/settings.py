@@ -91,7 +91,7 @@ def resource_table(value: Any) -> dict[str, float]:
         low = 0.01 if key == "num_cpus" else 0.0  # as --num-cpus / --num-gpus accept
         if v < low:
             raise ConfigError(f"must be >= {low:g} (got {v!r})", path=where)
-        if v > 1 and v != int(v):  # Ray takes fractions of one CPU or GPU, or whole numbers
+        if key == "num_gpus" and v > 1 and v != int(v):  # Ray shares one GPU, or gives whole GPUs
             raise ConfigError(f"must be a fraction below 1 or a whole number (got {v!r})", path=where)
         out[key] = float(v)
     return out
