@@ -98,3 +98,13 @@ def test_the_driver_puts_the_data_in_the_object_store_once_and_runs_record_the_s
     assert all(checksum and source for checksum, source in shared_data.values())
     assert shared_data == own_data  # the same checksum and source whichever way the data came
     assert len(shared_epochs) == 4 and shared_epochs == own_epochs
+
+
+@pytest.mark.timeout(120)
+def test_ray_data_without_the_ray_executor_is_refused(tmp_path):
+    from helpers import sweeplab
+
+    (tmp_path / "s.toml").write_text(STUDY.replace("mydata.py:load", "digits"))
+    r = sweeplab("run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), "--ray-data", "worker")
+    assert r.returncode == 2 and "--ray-data" in r.stderr and "--executor ray" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
