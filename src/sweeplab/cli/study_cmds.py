@@ -40,6 +40,13 @@ class Executor(str, Enum):
     ray = "ray"
 
 
+class RayData(str, Enum):
+    """``--ray-data``: how a run's dataset reaches its Ray worker."""
+
+    object_store = "object-store"
+    worker = "worker"
+
+
 @app.command("run")
 def run_cmd(
     study: str = typer.Argument(..., help="Study TOML file, or the name of a bundled study (`sweeplab studies`)."),
@@ -59,12 +66,14 @@ def run_cmd(
     max_retries: Optional[int] = typer.Option(None, "--max-retries", min=0, help="Ray: restarts of a run whose worker died, from its last epoch (default 2)."),
     num_cpus: Optional[float] = typer.Option(None, "--num-cpus", min=0.01, help="Ray: CPU cores (and torch threads) per run (default 1)."),
     num_gpus: Optional[float] = typer.Option(None, "--num-gpus", min=0.0, help="Ray: GPUs per run, fractional to share one (0.25; default 0)."),
+    ray_data: Optional[RayData] = typer.Option(None, "--ray-data", help="Ray: how the data reaches the runs: the driver puts it in Ray's object store once (default), or every worker loads it from its own path or cache."),
 ) -> None:
     """Run a study: train every run not yet finished, in parallel, resumably."""
     from sweeplab.study.execute import prepare_study
 
-    ray = _ray_options(executor, address, max_retries, num_cpus, num_gpus)
+    ray = _ray_options(executor, address, max_retries, num_cpus, num_gpus, ray_data)
     spec = _load_for_run(study, set_, seeds, epochs, smoke)
+    ray = _with_study_resources(ray, spec, {"num_cpus": num_cpus, "num_gpus": num_gpus})
     db = store_path(out)
     if dry_run:
         _print_dry_run(spec, db, data_dir)
@@ -89,9 +98,11 @@ def run_cmd(
 
 
 def _ray_options(executor: Executor, address: str | None, max_retries: int | None, num_cpus: float | None,
-                 num_gpus: float | None):
+                 num_gpus: float | None, ray_data: RayData | None = None):
     """``RayOptions`` for ``--executor ray`` (Ray must be installed), None for the local executor."""
-    given = {"--address": address, "--max-retries": max_retries, "--num-cpus": num_cpus, "--num-gpus": num_gpus}
+    share = None if ray_data is None else ray_data is RayData.object_store
+    given = {"--address": address, "--max-retries": max_retries, "--num-cpus": num_cpus, "--num-gpus": num_gpus,
+             "--ray-data": share}
     given = {k: v for k, v in given.items() if v is not None}
     if executor is not Executor.ray:
         if given:
@@ -100,8 +111,23 @@ def _ray_options(executor: Executor, address: str | None, max_retries: int | Non
     from sweeplab.executor.ray_executor import RayOptions, require_ray
 
     require_ray(local=address is None)  # before anything is loaded or stored
-    names = {"--address": "address", "--max-retries": "max_retries", "--num-cpus": "num_cpus", "--num-gpus": "num_gpus"}
+    names = {"--address": "address", "--max-retries": "max_retries", "--num-cpus": "num_cpus", "--num-gpus": "num_gpus",
+             "--ray-data": "share_data"}
     return RayOptions(**{names[k]: v for k, v in given.items()})
+
+
+def _with_study_resources(ray, spec, cli: dict[str, float | None]):
+    """The study's ``[study] resources`` under what ``--num-cpus``/``--num-gpus`` gave; with the local
+    executor they mean nothing, which the user is told."""
+    if not spec.resources:
+        return ray
+    if ray is None:
+        console.print("note: [study] resources apply to --executor ray only; the local executor ignores them",
+                      markup=False)
+        return ray
+    import dataclasses
+
+    return dataclasses.replace(ray, **{k: v for k, v in spec.resources.items() if cli.get(k) is None})
 
 
 def _load_for_run(study: str, set_: list[str] | None, seeds: int | None, epochs: int | None, smoke: bool):

@@ -54,6 +54,10 @@ class RayOptions:
     """GPUs each run reserves; fractional to share one GPU (0.25: four runs per GPU)."""
     max_retries: int = 2
     """Times a run whose worker died is restarted from its last committed epoch."""
+    share_data: bool = True
+    """The driver puts each dataset in Ray's object store once and tasks read it from there
+    (``--ray-data object-store``); False: every worker loads it from its own path or cache
+    (``--ray-data worker``)."""
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,7 @@ def _run_on_ray(spec: StudySpec, store_path: Path, tasks: list[Task], options: R
         raise ConfigError("--tensorboard is not supported with --executor ray; use the local executor")
     require_ray(local=options.address is None)
     with Store(store_path) as store:
-        remote = RemoteRuns(store, relay, data_dir)
+        remote = RemoteRuns(store, relay, data_dir, share_data=options.share_data)
         return _execute(store_path, tasks, RayExecutor(options, remote.prepare), train_remote, remote.on_event)
 
 

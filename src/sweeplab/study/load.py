@@ -173,6 +173,7 @@ def study_from_dict(
         cli_overrides=cli.record,
         warnings=tuple(warnings),
         figures=figures,
+        resources=settings.resources,
     )
 
 

@@ -20,6 +20,8 @@ from sweeplab.store import Store, default_worker_id
 from sweeplab.store.claims import claim
 from sweeplab.train.continuation import continue_shorter, shorter_source
 from sweeplab.train.remote import RemoteRun
+from sweeplab.train.shared import SharedDataset, share
+from sweeplab.train.task import dataset_for, dataset_key
 
 OnEvent = Callable[[str, str, dict[str, Any]], None]
 
@@ -27,8 +29,9 @@ OnEvent = Callable[[str, str, dict[str, Any]], None]
 class RemoteRuns:
     """Claims, ships and commits the runs of one study trained away from the store."""
 
-    def __init__(self, store: Store, relay: OnEvent, data_dir: str | Path | None = None):
-        self.store, self.relay = store, relay
+    def __init__(self, store: Store, relay: OnEvent, data_dir: str | Path | None = None, share_data: bool = True):
+        self.store, self.relay, self.share_data = store, relay, share_data
+        self.shared: dict[str, SharedDataset | None] = {}
         self.data_dir = None if data_dir is None else str(data_dir)
         self.worker = default_worker_id()
         self.messages: dict[str, str] = {}
@@ -46,7 +49,24 @@ class RemoteRuns:
         return RemoteRun(config_json=run_task.config_json, label=run_task.label, data_dir=self.data_dir,
                          epochs=self.store.epochs(rid), steps=self.store.steps(rid),
                          last=None if last is None else last.data,
-                         worker=self.worker)
+                         worker=self.worker, dataset=self._dataset(run_task.config_json))
+
+    def _dataset(self, config_json: str) -> SharedDataset | None:
+        """With ``share_data``: the run's dataset, loaded here and put in Ray's object store once
+        (``train.shared``). None when it cannot be loaded here: the worker then loads it, and a
+        failure is recorded as the run's, as without sharing."""
+        if not self.share_data:
+            return None
+        cfg = RunConfig.from_json(config_json)
+        key = dataset_key(cfg, self.data_dir)
+        if key not in self.shared:
+            import ray
+
+            try:
+                self.shared[key] = share(ray, dataset_for(cfg, self.data_dir))
+            except Exception:  # noqa: BLE001 - the worker tries and records why it failed
+                self.shared[key] = None
+        return self.shared[key]
 
     def _continue(self, rid: str, config_json: str) -> None:
         """A run with no epochs of its own continues a completed shorter run of the same config

@@ -14,7 +14,9 @@ from sweeplab.vocabulary import METRICS
 from . import limits
 
 #: Keys of the ``[study]`` table.
-STUDY_KEYS = ("name", "description", "seeds", "metric", "include_baseline", "reference")
+STUDY_KEYS = ("name", "description", "seeds", "metric", "include_baseline", "reference", "resources")
+#: Keys of ``[study] resources``: what each run reserves on a Ray cluster (``--executor ray``).
+RESOURCE_KEYS = ("num_cpus", "num_gpus")
 #: Run-config keys the study sets itself, with where to set them instead.
 RESERVED = {
     "seed": "the seed of each run comes from [study] seeds (or --seeds N); remove it here",
@@ -31,6 +33,7 @@ class _Settings:
     metric: str
     include_baseline: bool
     reference: dict[str, Any]
+    resources: dict[str, float]
 
 
 def _is_int(value: Any) -> bool:
@@ -67,7 +70,31 @@ def _study_settings(table: Any) -> _Settings:
     if not isinstance(reference, dict):
         raise ConfigError(f"must be a table (got {reference!r})", path="study.reference")
     return _Settings(name.strip(), description, _seed_list(table.get("seeds", 1)), metric, include_baseline,
-                     reference)
+                     reference, resource_table(table.get("resources")))
+
+
+def resource_table(value: Any) -> dict[str, float]:
+    """``resources = { num_cpus = 2, num_gpus = 0.25 }``: what each run reserves on Ray (only the
+    keys given; ``--num-cpus``/``--num-gpus`` override them)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"must be a table such as {{ num_cpus = 2, num_gpus = 0.25 }} (got {value!r})",
+                          path="study.resources")
+    out: dict[str, float] = {}
+    for key, v in value.items():
+        where = f"study.resources.{key}"
+        if key not in RESOURCE_KEYS:
+            raise ConfigError(f"unknown key (allowed: {', '.join(RESOURCE_KEYS)})", path=where)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v or v in (float("inf"), float("-inf")):
+            raise ConfigError(f"must be a number (got {v!r})", path=where)
+        low = 0.01 if key == "num_cpus" else 0.0  # as --num-cpus / --num-gpus accept
+        if v < low:
+            raise ConfigError(f"must be >= {low:g} (got {v!r})", path=where)
+        if key == "num_gpus" and v > 1 and v != int(v):  # Ray shares one GPU, or gives whole GPUs
+            raise ConfigError(f"must be a fraction below 1 or a whole number (got {v!r})", path=where)
+        out[key] = float(v)
+    return out
 
 
 def _seed_list(value: Any) -> tuple[int, ...]:

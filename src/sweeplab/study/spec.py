@@ -79,6 +79,9 @@ class StudySpec:
     warnings: tuple[str, ...] = ()
     figures: tuple[dict[str, Any], ...] = ()
     """``[[figure]]`` tables: arms the report draws together (``{"arms": [...], "title": ...}``)."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """``[study] resources``: what each run reserves on Ray (``num_cpus``, ``num_gpus``; only those
+    given). The local executor ignores them."""
     """Things worth telling the user that are not errors (grid points that command-line overrides
     merged into one run)."""
 
@@ -142,6 +145,7 @@ class StudySpec:
             "source": self.source,
             # Only when there are some, so that a study without [[figure]] keeps its stored hash.
             **({"figures": [dict(f) for f in self.figures]} if self.figures else {}),
+            **({"resources": dict(self.resources)} if self.resources else {}),  # the same, for resources
         }
 
     def to_json(self) -> str:

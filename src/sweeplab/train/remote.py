@@ -28,6 +28,7 @@ from sweeplab.resolve import run_id
 from sweeplab.store import Store
 
 from .loop import fit, record_run
+from .shared import SharedDataset
 from .task import dataset_for
 
 Emit = Callable[[str, dict[str, Any]], None]
@@ -51,6 +52,8 @@ class RemoteRun:
     steps: list[dict[str, Any]] = field(default_factory=list)
     last: bytes | None = None
     worker: str | None = None
+    #: The dataset in Ray's object store, put there by the driver; None: the worker loads it itself.
+    dataset: SharedDataset | None = None
 
 
 def seed_store(store: Store, task: RemoteRun) -> str:
@@ -109,7 +112,7 @@ def train_remote(task: RemoteRun, emit: Emit) -> dict[str, Any]:
     """Train one run against a private store seeded from ``task``; returns id, status, detail."""
     cfg = RunConfig.from_json(task.config_json)
     try:
-        dataset = dataset_for(cfg, task.data_dir)
+        dataset = task.dataset.get() if task.dataset is not None else dataset_for(cfg, task.data_dir)
     except Exception:  # noqa: BLE001 - fit loads it again inside its error handling and records the failure
         dataset = None
     with tempfile.TemporaryDirectory(prefix="sweeplab-run-") as tmp, Store(Path(tmp) / "run.db") as store:

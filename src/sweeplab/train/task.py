@@ -38,11 +38,16 @@ class RunTask:
 _dataset_memo: dict[str, Dataset] = {}
 
 
+def dataset_key(cfg: RunConfig, data_dir: str | Path | None) -> str:
+    """Equal for runs that load the same dataset (augmentation and normalisation apply later)."""
+    code = {path: f.sha256 for path, f in cfg.code.items()}
+    return json.dumps([cfg.data.model_dump(mode="json", exclude={"augment", "normalize", "mean", "std"}),
+                       str(data_dir), code], sort_keys=True)
+
+
 def dataset_for(cfg: RunConfig, data_dir: str | Path | None) -> Dataset:
     """The run's dataset, loaded once per process for consecutive runs on the same data."""
-    code = {path: f.sha256 for path, f in cfg.code.items()}
-    key = json.dumps([cfg.data.model_dump(mode="json", exclude={"augment", "normalize", "mean", "std"}), str(data_dir),
-                      code], sort_keys=True)
+    key = dataset_key(cfg, data_dir)
     if key not in _dataset_memo:
         _dataset_memo.clear()
         _dataset_memo[key] = load_dataset(cfg.data, data_dir, code=cfg.code)
