@@ -21,7 +21,9 @@ from .canvas import new as _new
 from .stats import mean_curve, spans_decades
 from .tables import ArmSetting, RunData
 
-__all__ = ["BASELINE_COLOUR", "CURVE_METRICS", "Figure", "Style", "styles"]
+#: ``Figure``, ``Style``, ``styles`` and ``BASELINE_COLOUR`` live in ``canvas`` and are re-exported here.
+__all__ = ["BASELINE_COLOUR", "CURVE_METRICS", "Figure", "Style", "arm_figure", "confusion_figure", "curve_figure",
+           "per_class_figure", "styles"]
 
 #: Metrics drawn as curves, with their titles; val and lr only when the study has them.
 CURVE_METRICS: tuple[tuple[str, str], ...] = (
