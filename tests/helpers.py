@@ -35,3 +35,12 @@ def fit_recorded(cfg, store, **kwargs):
 
     record_run(store, cfg, kwargs.get("label"))
     return fit(cfg, store, **kwargs)
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child the test interrupts with SIGINT: a shell that started the test
+    run in the background leaves SIGINT ignored, a child inherits that, and Python then never
+    raises KeyboardInterrupt (as POSIX asks of background jobs). Ctrl-C tests restore the default."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

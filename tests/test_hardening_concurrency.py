@@ -18,7 +18,7 @@ import pytest
 
 from sweeplab.store import Store
 
-from helpers import sweeplab
+from helpers import default_sigint, sweeplab
 
 EXE = Path(sys.executable).parent / "sweeplab"
 
@@ -51,7 +51,7 @@ def write_study(tmp_path: Path, seeds: int, epochs: int, batch: int) -> Path:
 def start(study: Path, out: Path, workers: int, **kw) -> subprocess.Popen:
     return subprocess.Popen([str(EXE), "run", str(study), "--out", str(out), "--workers", str(workers)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "200"}, **kw)
+                            env={**os.environ, "COLUMNS": "200"}, preexec_fn=default_sigint, **kw)
 
 
 def query(db: Path, sql: str) -> list[tuple]:

@@ -19,7 +19,7 @@ from sweeplab.store import Store
 from sweeplab.study import parse_study
 from sweeplab.study.execute import run_study
 
-from helpers import sweeplab
+from helpers import default_sigint, sweeplab
 
 TIMING = {"epoch_time_s", "train_images_per_s", "peak_mem_mb", "finished_at"}
 
@@ -242,7 +242,8 @@ def test_ctrl_c_marks_the_running_run_interrupted_and_rerun_resumes(tmp_path):
     db = out / "sweeplab.db"
     exe = Path(sys.executable).parent / "sweeplab"
     proc = subprocess.Popen([str(exe), "run", str(study), "--out", str(out), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=default_sigint)
 
     def one_epoch_committed() -> bool:
         try:
