@@ -52,9 +52,14 @@ TIMING = {"epoch_time_s", "train_images_per_s", "peak_mem_mb", "finished_at"}
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A Ray on this machine for the module, listening on loopback only (set before ray is imported)."""
-    old = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    """A Ray on this machine for the module, listening on loopback only (set before ray is imported).
+
+    With the same token settings as the other Ray test modules: ray reads its auth mode when first
+    imported in the process, so a module that starts Ray later must match it."""
+    from test_ray_executor import LOOPBACK_ENV
+
+    old_env = {k: os.environ.get(k) for k in LOOPBACK_ENV}
+    os.environ.update(LOOPBACK_ENV)
     import ray
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -62,10 +67,11 @@ def local_ray():
         yield ray
     finally:
         ray.shutdown()
-        if old is None:
-            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
-        else:
-            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = old
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def train(tmp_path: Path, share: bool) -> tuple[set[int], dict, dict]:
