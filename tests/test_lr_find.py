@@ -189,6 +189,7 @@ BAD = [
     (["STUDY", "--steps", "5"], "--steps", "from 10"),
     (["STUDY", "--method", "middle"], "--method", "valley, steepest, minimum"),
     (["STUDY", "--end", "-1"], "--end", "positive"),
+    (["STUDY", "--start", "1e-300", "--end", "1e300"], "--start", "more than a float can hold"),
     ([], "STUDY/--config", "one of the two"),
 ]
 
@@ -202,6 +203,33 @@ def test_bad_input_is_one_line_naming_the_option(capsys, study_file, tmp_path, a
     assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith(f"error: {option}:") and words in lines[0] and "Traceback" not in err
     assert not (tmp_path / "sweeplab.db").exists() and not (tmp_path / "lr_find").exists()
+
+
+def test_an_out_that_cannot_take_the_result_fails_before_the_test_trains(capsys, study_file, tmp_path):
+    """--out a file: one line naming --out (was a NotADirectoryError traceback after training); a
+    foreign file as the store: refused before training, nothing written beside it (the plots were)."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["lr-find", str(study_file), "--out", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out:") and "lr_find" in err and len(err.strip().splitlines()) == 1
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "sweeplab.db").write_bytes(b"not a run store" * 10)
+    assert main(["lr-find", str(study_file), "--out", str(foreign)]) == 2
+    err = capsys.readouterr().err
+    assert "not a SQLite database" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in foreign.iterdir()) == ["sweeplab.db"]
+    assert (foreign / "sweeplab.db").read_bytes() == b"not a run store" * 10
+
+
+def test_a_range_that_diverges_at_once_suggests_nothing():
+    """From lr 100 the loss rises at the first step: the 4x rule stops the sweep at its second
+    point, and there is no valley to read (it used to suggest the start, 100, which diverges)."""
+    r = sl.lr_find(RUN, start=100, end=1e6, steps=10, save=False)
+    assert len(r.lrs) == 2 and r.smoothed[1] > 4 * r.smoothed[0]
+    assert r.suggestion is None and r.index is None and "lower the start" in r.detail
+    assert suggest([1.0, 2.0, 3.0], [2.0, 2.5, 9.0], "minimum", 10) == (None, None)
 
 
 @pytest.mark.slow

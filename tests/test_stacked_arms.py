@@ -70,6 +70,20 @@ def test_bad_bases_are_one_line_errors(arms, expected):
     assert expected in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("order", ["root first", "root last"])
+def test_a_chain_of_bases_longer_than_the_limit_is_one_line(order):
+    """1,000 arms each built on the one before: refused by the stacking limit, whatever the order
+    of the tables (root last made the resolution recurse 1,000 deep: a RecursionError)."""
+    limit = 100  # sweeplab.study.limits.MAX_STACK
+    arms = ['[[arm]]\nname = "a0"\noptim = { lr = 0.1 }\n'] + [
+        f'[[arm]]\nname = "a{i}"\nbase = "a{i - 1}"\n' for i in range(1, 1000)]
+    with pytest.raises(ConfigError) as e:
+        parse_study(STUDY + "".join(arms if order == "root first" else reversed(arms)))
+    assert f"more than {limit} deep" in str(e.value) and ".base" in str(e.value)
+    ok = parse_study(STUDY + "".join(arms[:limit + 1]))  # a0 and 100 stacked on it: at the limit
+    assert ok.arm(f"a{limit}").base == f"a{limit - 1}"
+
+
 def test_bad_base_through_the_cli_is_exit_2(tmp_path, capsys):
     study = tmp_path / "s.toml"
     study.write_text(STUDY + '[[arm]]\nname = "a"\nbase = "nope"\noptim = { lr = 0.1 }\n')

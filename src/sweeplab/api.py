@@ -281,6 +281,8 @@ def lr_find(config: Any = None, *, study: Any = None, arm: str | None = None, se
         if seed is not None:
             cfg = _with_seed(cfg, seed)
     preflight([cfg], data_dir)
+    if save:
+        _check_lr_find_output(Path(out))  # an --out that cannot take the result fails before the test trains
     result = range_test(cfg, settings, data_dir=data_dir)
     result.key, result.study, result.arm = lr_find_key(cfg, settings, study_name, arm), study_name, arm
     if save:
@@ -313,7 +315,25 @@ def _arm_config(spec: "StudySpec", arm: str | None, seed: int | None) -> tuple["
     return (same_point[0].config if same_point else _with_seed(first.config, seed)), spec.name, arm
 
 
+def _check_lr_find_output(out: Path) -> None:
+    """The plots' folder can be made and the store opened for writing (``ConfigError`` naming
+    ``out``, or the store's own ``StoreError`` for a file that is not a run store)."""
+    from sweeplab.errors import ConfigError
+    from sweeplab.store import Store
+
+    db, folder = store_path(out), out / "lr_find"
+    if db.exists():  # a file that is not a run store fails before the plots' folder is made
+        Store(db).close()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot write the plots to {str(folder)!r} ({err.strerror or err}); "
+                          "give a folder that can be written", path="out") from None
+    Store(db).close()
+
+
 def _save_lr_find(result: "LrFindResult", cfg: "RunConfig", out: Path) -> None:
+    from sweeplab.errors import ConfigError
     from sweeplab.report.lr_find import lr_find_figure, save_lr_find_figure
     from sweeplab.report.paths import safe_name
     from sweeplab.resolve import run_id
@@ -323,7 +343,11 @@ def _save_lr_find(result: "LrFindResult", cfg: "RunConfig", out: Path) -> None:
     title = f"LR range test: {what}, seed {result.seed}"
     name = safe_name(f"{result.study}-{result.arm}" if result.study else f"run-{run_id(cfg)}", fallback="lr-find")
     fig = lr_find_figure(result.curve(), result.suggestion, result.method, title)
-    result.files = save_lr_find_figure(fig, out / "lr_find" / f"{name}-seed{result.seed}-{result.key[:8]}")
+    try:
+        result.files = save_lr_find_figure(fig, out / "lr_find" / f"{name}-seed{result.seed}-{result.key[:8]}")
+    except OSError as err:  # a disk that filled up during the test
+        raise ConfigError(f"cannot write the plots to {str(out / 'lr_find')!r} ({err.strerror or err})",
+                          path="out") from None
     with Store(store_path(out)) as store:
         store.save_lr_find(result.key, study=result.study, arm=result.arm, config_json=cfg.to_json(),
                            seed=result.seed, curve_json=result.curve(), suggestion=result.suggestion,

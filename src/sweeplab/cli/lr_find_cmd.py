@@ -15,7 +15,7 @@ from .display import console
 
 #: The API's parameter names that are options here: its errors are reported with the option's name.
 _OPTIONS = {"arm": "--arm", "seed": "--seed", "start": "--start", "end": "--end", "steps": "--steps",
-            "method": "--method", "lr_find": "STUDY/--config"}
+            "method": "--method", "lr_find": "STUDY/--config", "out": "--out"}
 
 
 @app.command("lr-find")
@@ -56,7 +56,7 @@ def lr_find_cmd(
     what = f"study {result.study}, arm {result.arm}" if result.study else f"run config {config}"
     console.print(f"LR range test of {escape(what)}, seed {result.seed}: {escape(result.detail)}", soft_wrap=True)
     if result.suggestion is None:
-        console.print("[bold red]no suggestion[/]: too few finite points on the curve")
+        console.print("[bold red]no suggestion[/]: the curve gives none (why: see the line above)")
     else:
         console.print(f"suggested lr: [bold]{result.suggestion:.3g}[/] (method: {result.method})", highlight=False)
     console.print(f"plot: {result.files['png']} (and {result.files['svg'].name})", soft_wrap=True, highlight=False)

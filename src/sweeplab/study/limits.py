@@ -7,7 +7,7 @@ exhaust memory or overflow the stack before anything is trained. Each limit is n
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sweeplab.errors import ConfigError
@@ -23,6 +23,8 @@ MAX_NAME_CHARS = 200
 MAX_DESCRIPTION_CHARS = 20_000
 #: Nesting of tables and lists (a run config needs 4).
 MAX_DEPTH = 16
+#: Arms stacked on each other (``base = "..."``) in one chain: a few steps in any real study.
+MAX_STACK = 100
 
 
 def check_text_size(text: str, source: str) -> None:
@@ -75,3 +77,15 @@ def check_run_count(points: int, seeds: int, so_far: int) -> None:
         raise ConfigError(f"the study expands to more than {MAX_RUNS:,} runs ({points:,} grid points x "
                           f"{seeds:,} seeds in one arm alone, {total:,} so far); split it into several studies",
                           path="study.seeds")
+
+
+def check_stack_depth(name: str, base_of: Callable[[str], str | None], where: str) -> None:
+    """Refuse an arm whose chain of bases (``base = "..."``, followed with ``base_of``) is longer
+    than MAX_STACK, before anything recurses along it (a circle is left to its own error)."""
+    chain, seen = [name], {name}
+    while (base := base_of(chain[-1])) is not None and base not in seen:
+        chain.append(base)
+        seen.add(base)
+        if len(chain) > MAX_STACK + 1:
+            raise ConfigError(f"arms build on each other more than {MAX_STACK} deep ({name} -> {chain[1]} -> ...); "
+                              f"the limit is {MAX_STACK}", path=where)

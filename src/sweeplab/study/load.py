@@ -291,6 +291,11 @@ def _stack(arms: list[_Arm], baseline: dict[str, Any]) -> list[_Arm]:
         resolved[name] = deep_merge(effective(parent, (*chain, name)), arm.spec.override)
         return resolved[name]
 
+    def base_of(name: str) -> str | None:
+        return by_name[name].spec.base if name in by_name else None
+
+    for arm in arms:  # before effective recurses along a chain, in whatever order the arms come
+        limits.check_stack_depth(arm.spec.name, base_of, f"{arm.where}.base")
     out = []
     for arm in arms:
         override = effective(arm, ())

@@ -70,6 +70,9 @@ class LrFindSettings:
         if self.start >= self.end:
             raise ConfigError(f"must be below the end learning rate ({self.end:g}): the sweep grows from start "
                               f"to end (got {self.start:g})", path="start")
+        if not math.isfinite(self.end / self.start):  # the lrs between would overflow to inf
+            raise ConfigError(f"the range {self.start:g} to {self.end:g} spans more than a float can hold; "
+                              "give a start and an end within 1e300 of each other", path="start")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not MIN_STEPS <= self.steps <= MAX_STEPS:
             raise ConfigError(f"must be an integer from {MIN_STEPS} to {MAX_STEPS} (got {self.steps!r})",
                               path="steps")
@@ -140,7 +143,9 @@ def range_test(cfg: RunConfig, settings: LrFindSettings = LrFindSettings(), *,
         torch.backends.mkldnn.enabled = before
     index, suggestion = suggest(lrs, smoothed, settings.method, settings.steps)
     if suggestion is None:
-        detail += "; too few finite points to suggest a learning rate"
+        detail += ("; the loss never fell below its first value: the range starts too high, lower the start"
+                   if len(smoothed) >= 2 and min(smoothed) >= smoothed[0] else
+                   "; too few finite points to suggest a learning rate")
     return LrFindResult(lrs=lrs, losses=losses, smoothed=smoothed, suggestion=suggestion, method=settings.method,
                         index=index, detail=detail, seed=cfg.seed, settings=settings)
 
@@ -202,7 +207,7 @@ def suggest(lrs: list[float], smoothed: list[float], method: str, planned_steps:
     lo, hi = planned_steps // 10, n - 5
     if hi - lo < 5:
         lo, hi = 0, n
-    if hi - lo < 2:
+    if hi - lo < 2 or min(smoothed) >= smoothed[0]:  # too short, or the loss never fell: nothing to read
         return None, None
     x = np.log(np.asarray(lrs[lo:hi], dtype=np.float64))
     y = np.asarray(smoothed[lo:hi], dtype=np.float64)
