@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -219,3 +220,34 @@ def test_columns_turn_non_finite_values_into_gaps():
     assert cols["test_acc"] == [0.5, 0.6, 0.7] and cols["val_acc"] == [None, None, None]
     assert set(columns(rows, sparse=True)) == {"epoch", "train_loss", "test_acc"}
     assert columns([]) == {"epoch": [], **{m: [] for m in CURVE_METRICS}}
+
+
+@pytest.mark.parametrize("after", ["-1", "abc", str(10**30), "9" * 5000, "v1:", "v-1:0-0", "v1:0-99", "v1:1-0*-3",
+                                   "v1:0-0*1000000", "v1:" + "0-0*1000000." * 50 + "0-0"])
+def test_odd_cursors_get_a_fresh_start(served, after):
+    """Whatever ``after`` holds, the answer is a 200 asking the page to reload (``reset``)."""
+    server, _, _ = served
+    status, body = get(f"{server.url}/api/study/done/updates?after={urllib.parse.quote(after)}")
+    assert status == 200 and body["reset"] is True and body["cursor"].startswith("v1:")
+
+
+def test_a_cursor_claiming_millions_of_links_is_not_expanded(tmp_path):
+    """A 250-character cursor that claims 20 million links is refused without building them (it
+    was expanded into a 20-million-entry list first: 50 such parts in one URL took gigabytes)."""
+    import tracemalloc
+
+    from sweeplab.serve import data
+
+    synthetic_study(tmp_path / "sweeplab.db", "s", ["baseline", "b"], seeds=1, epochs=2)
+    huge = "v1:" + "0-0*1000000." * 20 + "0-0"
+    with Store(tmp_path / "sweeplab.db", readonly=True) as store:
+        good = data.study_payload(store, "s")["cursor"]
+        assert data.study_updates(store, "s", good)["reset"] is False
+        tracemalloc.start()
+        try:
+            answer = data.study_updates(store, "s", huge)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert answer == {"reset": True, "cursor": good}
+    assert peak < 5_000_000, f"{peak:,} bytes to answer a bad cursor"

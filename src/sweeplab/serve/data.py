@@ -88,7 +88,9 @@ def cursor(version: int, links: list[StudyRunRecord]) -> str:
     return f"v{version}:" + ".".join(tok if n == 1 else f"{tok}*{n}" for tok, n in runs)
 
 
-def _parse_cursor(text: str) -> tuple[int, list[tuple[int, int]]] | None:
+def _parse_cursor(text: str, links: int) -> tuple[int, list[tuple[int, int]]] | None:
+    """The cursor's version and (epochs done, status) per link; None for anything but a cursor
+    of exactly ``links`` links (a query is never expanded past the study it asks about)."""
     try:
         head, _, body = text.partition(":")
         version = int(head.removeprefix("v"))
@@ -97,7 +99,7 @@ def _parse_cursor(text: str) -> tuple[int, list[tuple[int, int]]] | None:
             tok, _, count = part.partition("*")
             done, status = (int(x) for x in tok.split("-"))
             n = int(count) if count else 1
-            if not 0 <= status < len(RUN_STATUSES) or not 1 <= n <= 1_000_000:
+            if not 0 <= status < len(RUN_STATUSES) or not 1 <= n <= links - len(seen):
                 return None
             seen.extend([(done, status)] * n)
         return version, seen
@@ -173,7 +175,7 @@ def study_updates(store: Store, name: str, after: str) -> dict[str, Any]:
     shape (the study was saved again): the page then loads the study afresh."""
     record = store.get_study(name)
     links = store.study_runs(name, record.version)
-    parsed = _parse_cursor(after)
+    parsed = _parse_cursor(after, len(links))
     if parsed is None or parsed[0] != record.version or len(parsed[1]) != len(links):
         return {"reset": True, "cursor": cursor(record.version, links)}
     eta = eta_seconds(_unique(links))
