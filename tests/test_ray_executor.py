@@ -196,6 +196,46 @@ def test_ray_options_without_the_ray_executor_are_refused(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def test_an_address_is_checked_to_answer_before_ray_is_asked():
+    """Malformed or silent addresses are one line naming --address (ray.init retried them for
+    minutes, printing its log); a port that listens passes. No Ray is imported for this."""
+    from sweeplab.errors import ConfigError
+    from sweeplab.executor.ray_executor import check_reachable
+
+    for bad, words in [("", "host:port"), ("a:b", "host:port"), ("10.0.0.5", "host:port"), ("h:99999", "host:port"),
+                       ("no-such-host.invalid:6379", "nothing answers"), (f"127.0.0.1:{free_port()}", "refused")]:
+        with pytest.raises(ConfigError) as e:
+            check_reachable(bad, timeout_s=2)
+        assert str(e.value).startswith(f"--address {bad!r}:") and words in str(e.value), str(e.value)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        check_reachable(f"127.0.0.1:{listening.getsockname()[1]}")
+        check_reachable(f"ray://127.0.0.1:{listening.getsockname()[1]}")
+    check_reachable("auto")  # left to Ray, which fails at once without a cluster
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_bad_address_or_resources_leave_the_store_as_it_was(tmp_path):
+    """The study is stored only once Ray is joined and can hold a run: before, a silent address
+    hung for minutes after recording a new version, and --address auto without a cluster or
+    --num-cpus beyond the cluster failed after it."""
+    out = tmp_path / "out"
+    first = write_study(tmp_path, name="kept", epochs=1)
+    assert sweeplab("run", str(first), "--out", str(out), "--workers", "1").returncode == 0
+    study = write_study(tmp_path, name="kept", epochs=2)  # a new version, with runs to train
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "sweeplab.db-shm"}
+    for extra in (["--address", f"127.0.0.1:{free_port()}"], ["--address", "auto"], ["--num-cpus", "1000"]):
+        r = sweeplab("run", str(study), "--out", str(out), "--executor", "ray", *extra,
+                     env={**LOOPBACK_ENV, "RAY_ADDRESS": ""}, timeout=120)
+        errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        assert r.returncode == 2 and len(errors) == 1 and extra[0] in errors[0], r.stderr
+        assert "Traceback" not in r.stderr
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "sweeplab.db-shm"} == before, extra
+
+
 # -- on a local Ray (slow) -----------------------------------------------------------------------
 
 @needs_ray

@@ -82,11 +82,12 @@ def run_cmd(
         _check_tensorboard()
     if report:
         _check_report_dir(out, spec.name)  # an unwritable report folder fails before anything trains
-    plan = prepare_study(spec, db, data_dir)
-    _print_plan(spec, plan, db)
-    on_run_end = _report_refresher(db, spec.name, out) if report else None
-    results = _train(spec, plan, db, workers=workers, threads=threads, data_dir=data_dir, ray=ray,
-                     tensorboard_dir=(out / "tensorboard") if tensorboard else None, on_run_end=on_run_end)
+    with _ray_connected(ray):  # a bad --address or --num-cpus fails before the study is stored
+        plan = prepare_study(spec, db, data_dir)
+        _print_plan(spec, plan, db)
+        on_run_end = _report_refresher(db, spec.name, out) if report else None
+        results = _train(spec, plan, db, workers=workers, threads=threads, data_dir=data_dir, ray=ray,
+                         tensorboard_dir=(out / "tensorboard") if tensorboard else None, on_run_end=on_run_end)
     with Store(db, readonly=True) as store:
         counts = {k: v for k, v in store.counts_by_status(spec.name, version=plan.version).items() if v}
     elsewhere = sum(1 for v in results.values() if isinstance(v, dict) and v.get("skipped"))
@@ -108,12 +109,23 @@ def _ray_options(executor: Executor, address: str | None, max_retries: int | Non
         if given:
             raise ConfigError(f"{next(iter(given))} is an option of --executor ray; add --executor ray or leave it out")
         return None
-    from sweeplab.executor.ray_executor import RayOptions, require_ray
+    from sweeplab.executor.ray_executor import RayOptions, check_reachable, require_ray
 
     require_ray(local=address is None)  # before anything is loaded or stored
+    if address is not None:
+        check_reachable(address)
     names = {"--address": "address", "--max-retries": "max_retries", "--num-cpus": "num_cpus", "--num-gpus": "num_gpus",
              "--ray-data": "share_data"}
     return RayOptions(**{names[k]: v for k, v in given.items()})
+
+
+def _ray_connected(ray):
+    """For --executor ray: Ray joined or started, and checked to hold a run, around the block."""
+    if ray is None:
+        return nullcontext()
+    from sweeplab.executor.ray_executor import connected
+
+    return connected(ray)
 
 
 def _with_study_resources(ray, spec, cli: dict[str, float | None]):

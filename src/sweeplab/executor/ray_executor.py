@@ -31,6 +31,8 @@ import socket
 import sys
 import threading
 from collections import defaultdict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -85,6 +87,41 @@ def require_ray(local: bool = False) -> Any:
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
     return ray
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """``host:port`` (or ``ray://host:port``) accepts a TCP connection within ``timeout_s``;
+    ``ConfigError`` naming ``--address`` otherwise. ``ray.init`` retries an address where nothing
+    listens for minutes, printing Ray's log; ``auto`` is left to Ray (it fails at once)."""
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--address {address!r}: give auto or the head node's host:port (such as 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        why = err.strerror or str(err) or type(err).__name__
+        raise ConfigError(f"--address {address!r}: nothing answers at {host}:{port} ({why}); give auto or the "
+                          "host:port that `ray start --head` printed") from None
+
+
+@contextmanager
+def connected(options: RayOptions) -> Iterator[None]:
+    """Ray joined (or, without an address, started) for the length of the block, and the cluster
+    checked to hold one run: ``sweeplab run`` enters it before the study is stored, so a bad
+    ``--address`` or resources no node has are one line while the store is still untouched.
+    The executor then finds Ray initialised and uses it; a Ray started here stops after."""
+    ray = require_ray(local=options.address is None)
+    ex = RayExecutor(options)
+    started = ex._connect(ray)
+    try:
+        ex._check_fits(ray)
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _stream(fn: TaskFn, payload: Any, threads: int):
@@ -151,6 +188,8 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         address = self.options.address
+        if address is not None:
+            check_reachable(address)
         try:
             if address is None:  # a Ray of our own, for this study only
                 ray.init(address="local", include_dashboard=False, log_to_driver=False)
