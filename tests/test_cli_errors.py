@@ -113,3 +113,27 @@ def test_malformed_study_files(capsys, tmp_path, text, where, words):
     assert where in one_line and words in one_line, one_line
     assert "Traceback" not in err
     assert not (tmp_path / "out" / "sweeplab.db").exists()  # nothing ran
+
+
+USAGE_CASES = [
+    (["serve", "--port", "99999"], "'--port'", "'99999'", "less than or equal to 65535"),
+    (["serve", "--port", "abc"], "'--port'", "'abc'", "valid integer"),
+    (["serve", "--port", "-1"], "'--port'", "'-1'", "greater than or equal to 0"),
+    (["run", "s.toml", "--executor", "nope"], "'--executor'", "'nope'", "'local', 'ray'"),
+    (["run", "s.toml", "--workers", "0"], "'--workers'", "'0'", "greater than or equal to 1"),
+    (["report", "--version", "0"], "'--version'", "'0'", "greater than or equal to 1"),
+    (["lr-find", "s.toml", "--steps", "1e3"], "'--steps'", "'1e3'", "valid integer"),
+    (["run", "s.toml", "--bogus"], "--bogus", "--bogus", "No such option"),
+    (["run"], "'study'", "'study'", "Missing argument"),
+]
+
+
+@pytest.mark.parametrize("args,option,given,allowed", USAGE_CASES, ids=[" ".join(c[0]) for c in USAGE_CASES])
+def test_usage_errors_are_one_line(capsys, tmp_path, args, option, given, allowed):
+    """The command line's own errors (type, range, unknown option) are one line like the library's,
+    naming the option, the value and what is allowed (Typer printed usage, a hint and a 3-line box)."""
+    code, err = run_cli(capsys, *args, *(["--out", str(tmp_path)] if args[0] in ("serve", "report") else []))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("error: ") and option in lines[0] and given in lines[0] and allowed in lines[0]
+    assert f"see sweeplab {args[0]} --help" in lines[0] and not any(tmp_path.iterdir())

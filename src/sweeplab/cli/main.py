@@ -201,20 +201,41 @@ def datasets() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code.
 
-    Typer handles usage errors itself (exit code 2); errors of the user's input raised by the
-    library become one line on stderr with exit code 2.
+    Errors of the user's input become one line on stderr with exit code 2: those the library
+    raises (:class:`SweeplabError`) and the usage errors of the command line itself (an option's
+    value of the wrong type or out of range, an unknown option), which Typer would print as a
+    usage line, a hint and a box.
     """
+    from typer._click.exceptions import ClickException
+
     try:
-        app(args=argv, prog_name="sweeplab")
+        code = app(args=argv, prog_name="sweeplab", standalone_mode=False)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except ClickException as err:
+        if type(err).__name__ != "NoArgsIsHelpError":  # `sweeplab` alone: the help is printed already
+            err_console.print(f"[bold red]error:[/] {escape(usage_line(err))}", highlight=False, soft_wrap=True)
+        return err.exit_code
     except SweeplabError as err:
         err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return err.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         err_console.print("interrupted")
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
+
+
+def usage_line(err: Exception) -> str:
+    """A command-line usage error in one line: Typer's message, the value given when the message
+    does not show it (Typer checks values with pydantic, whose error holds it), and the help."""
+    message = " ".join(err.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    errors = getattr(err.__cause__, "errors", None)
+    if callable(errors):
+        given = (errors() or [{}])[0].get("input")
+        if given is not None and str(given) not in message:
+            message += f" (got {given!r})"
+    ctx = getattr(err, "ctx", None)
+    return message + (f"; see {ctx.command_path} --help" if ctx is not None else "")
 
 
 # The study subcommands register themselves on `app`.
