@@ -32,7 +32,14 @@ KEYS = [
     "baseline.data.dataset", "baseline.data.train_subset", "baseline.data.val_size", "baseline.data.random_state",
     "baseline.data.augment.crop_padding", "baseline.model.name", "baseline.model.hidden",
     "baseline.model.activation", "baseline.model.dropout", "baseline.max_batch_size", "baseline.zz",
+    # added after issue 8: evaluation every N steps, early stopping, Ray resources
+    "baseline.eval_every_steps", "baseline.early_stop", "baseline.early_stop.patience",
+    "baseline.early_stop.metric", "baseline.early_stop.min_delta", "baseline.early_stop.zz",
+    "study.resources", "study.resources.num_cpus", "study.resources.num_gpus",
 ]
+#: Flags of `run` whose values are drawn too (--address only from values that need no network).
+FLAGS = ["--epochs", "--seeds", "--workers", "--executor", "--ray-data", "--num-cpus", "--num-gpus", "--max-retries"]
+ADDRESSES = ["", "auto", "a:b", ":", "ray://", "127.0.0.1:1", "[::1]:0", "h:99999"]
 SCALARS = st.one_of(
     st.integers(min_value=-(2**65), max_value=2**65),
     st.integers(min_value=-2, max_value=12),
@@ -123,11 +130,15 @@ def _fuzz_set_values(n: int):
     @settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck))
     @given(key=st.sampled_from([k.removeprefix("baseline.") for k in KEYS if k.startswith("baseline.")]
                                + ["", ".", "optim..lr", "model", "seed"]),
-           value=st.one_of(VALUES.map(toml_value), st.text(max_size=12)))
-    def fuzz(store, tmp_path, capfd, key, value):
+           value=st.one_of(VALUES.map(toml_value), st.text(max_size=12)),
+           flags=st.lists(st.one_of(
+               st.tuples(st.sampled_from(FLAGS), st.one_of(SCALARS.map(str), st.sampled_from(["ray", "local", "worker"]))),
+               st.tuples(st.just("--address"), st.sampled_from(ADDRESSES))), max_size=2))
+    def fuzz(store, tmp_path, capfd, key, value, flags):
         path = tmp_path / "study.toml"
         path.write_text(toml_doc(BASE))
-        check(["run", str(path), "--dry-run", "--out", str(store), "--set", f"{key}={value}"], store, capfd)
+        extra = [x for flag, v in flags for x in (flag, v)]
+        check(["run", str(path), "--dry-run", "--out", str(store), "--set", f"{key}={value}", *extra], store, capfd)
 
     return fuzz
 
