@@ -251,3 +251,24 @@ def test_a_cursor_claiming_millions_of_links_is_not_expanded(tmp_path):
             tracemalloc.stop()
     assert answer == {"reset": True, "cursor": good}
     assert peak < 5_000_000, f"{peak:,} bytes to answer a bad cursor"
+
+
+def test_a_study_named_like_an_endpoint_is_that_study(tmp_path):
+    """"a/table" and "x/updates" are names like any other: "a/table" showed the table of "a", and
+    "x/updates" was a 404 (the decoded path cannot tell a "/" in a name from the endpoint's)."""
+    db = tmp_path / "sweeplab.db"
+    synthetic_study(db, "a", ["baseline", "arm-of-a"], seeds=1, epochs=2)
+    synthetic_study(db, "a/table", ["baseline", "arm-of-a-table"], seeds=1, epochs=2)
+    synthetic_study(db, "x/updates", ["baseline"], seeds=1, epochs=2)
+    with Server(tmp_path) as server:
+        _, study = get(f"{server.url}/api/study/a%2Ftable")
+        assert study["study"]["name"] == "a/table" and [s["label"] for s in study["settings"]][1] == "arm-of-a-table"
+        _, table = get(f"{server.url}/api/study/a%2Ftable/table")
+        assert {row["label"] for row in table["rows"]} == {"baseline", "arm-of-a-table"}
+        _, of_a = get(f"{server.url}/api/study/a/table")  # a plain "/": the table of "a"
+        assert {row["label"] for row in of_a["rows"]} == {"baseline", "arm-of-a"}
+        _, x = get(f"{server.url}/api/study/x%2Fupdates")
+        assert x["study"]["name"] == "x/updates"
+        _, up = get(f"{server.url}/api/study/x%2Fupdates/updates?after={urllib.parse.quote(x['cursor'])}")
+        assert up["reset"] is False and up["links"] == []
+        assert get(f"{server.url}/api/study/lab%2Fx/table")[0] == 404

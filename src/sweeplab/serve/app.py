@@ -14,6 +14,7 @@ import sqlite3
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -58,10 +59,20 @@ def make_app(store: Store) -> Starlette:
         return endpoint
 
     def study(request: Request) -> str:
-        name = request.path_params["name"]
+        return known_study(request.path_params["name"])
+
+    def known_study(name: str) -> str:
         if name not in {s.name for s in store.list_studies()}:
             raise NotFound(f"no study named {name!r} in {store.path}")
         return name
+
+    def study_api(request: Request) -> Any:
+        name, part = _study_part(request)
+        if part == "updates":
+            return data.study_updates(store, known_study(name), request.query_params.get("after", ""))
+        if part == "table":
+            return tables.table_payload(store, known_study(name))
+        return data.study_payload(store, known_study(name))
 
     def run(request: Request) -> str:
         try:
@@ -77,10 +88,7 @@ def make_app(store: Store) -> Starlette:
         Route("/run/{run}", page("run.html", run)),
         Route("/compare", page("compare.html")),
         Route("/api/studies", api(lambda r: {"store": str(store.path), "studies": data.studies_payload(store)})),
-        Route("/api/study/{name:path}/updates",
-              api(lambda r: data.study_updates(store, study(r), r.query_params.get("after", "")))),
-        Route("/api/study/{name:path}/table", api(lambda r: tables.table_payload(store, study(r)))),
-        Route("/api/study/{name:path}", api(lambda r: data.study_payload(store, study(r)))),
+        Route("/api/study/{rest:path}", api(study_api)),  # NAME, NAME/table, NAME/updates: see _study_part
         Route("/api/run/{run}", api(lambda r: tables.run_payload(store, run(r)))),
         Route("/api/compare", api(lambda r: tables.compare_payload(store, _run_ids(store, r)))),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -88,6 +96,19 @@ def make_app(store: Store) -> Starlette:
     handlers = {NotFound: _not_found, HTTPException: _http_error, StoreError: _unreadable,
                 sqlite3.Error: _unreadable}
     return Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+
+
+def _study_part(request: Request) -> tuple[str, str]:
+    """``(name, "" | "table" | "updates")`` of ``/api/study/NAME[/PART]``, read from the path as
+    sent: the pages encode a "/" in a name as %2F, so a study named "a/table" is that study, not
+    the table of "a" (the decoded path cannot tell them apart). A path typed with a plain "/" in
+    the name still finds the study."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    tail = raw.split(b"?", 1)[0].decode("latin-1").removeprefix("/api/study/")
+    head, sep, part = tail.rpartition("/")
+    if sep and part in ("table", "updates"):
+        return unquote(head), part
+    return unquote(tail), ""
 
 
 def _run_ids(store: Store, request: Request) -> list[str]:
