@@ -511,3 +511,13 @@ def test_arm_equal_to_the_template_is_fine_without_baseline_arm(tmp_path):
     head = HEAD.replace("seeds = 1", "seeds = 1\ninclude_baseline = false")
     spec = study(tmp_path, '[[arm]]\nname = "sgd"\n\n[[arm]]\nname = "adam"\noptim = { name = "adam" }\n', head=head)
     assert [r.label for r in spec.runs] == ["sgd", "adam"]
+
+
+def test_a_figure_title_has_the_name_limit():
+    """[[figure]] titles are drawn in the report: 200 characters like a name (a 200,000-character
+    title was accepted and took the report 50 s to draw)."""
+    figure = '\n[[figure]]\narms = ["single linear layer", "batch size"]\ntitle = "{}"\n'
+    assert parse_study(EXAMPLE + figure.format("t" * 200)).figures[0]["title"] == "t" * 200
+    with pytest.raises(ConfigError) as e:
+        parse_study(EXAMPLE + figure.format("t" * 201))
+    assert str(e.value) == "figure[0].title: is 201 characters long; the limit is 200"

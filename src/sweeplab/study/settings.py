@@ -177,5 +177,6 @@ def figure_tables(value: Any, arm_names: list[str]) -> tuple[dict[str, Any], ...
         title = table.get("title", "")
         if not isinstance(title, str):
             raise ConfigError(f"must be a string (got {title!r})", path=f"{where}.title")
+        limits.check_name(title, f"{where}.title")  # a title of 200,000 characters took the report 50 s
         out.append({"arms": list(arms), **({"title": title} if title else {})})
     return tuple(out)
