@@ -286,3 +286,34 @@ def test_store_that_turns_unreadable_shows_a_clear_page(browser, tmp_path):
             assert p.offsite == [] and p.dialogs == []
         finally:
             p.close()
+
+
+@pytest.mark.slow  # the browser and a server of its own: ~10 s
+def test_study_names_descriptions_and_class_names_are_shown_as_text(browser, tmp_path):
+    """Markup in a study's name (and so its description), in class names and in config values
+    reaches the studies, study and run pages as its characters: no script runs, no element is made."""
+    name = '<img src=x onerror=alert(1)>"/table'  # also ends like an API endpoint
+    ids = synthetic_study(tmp_path / "sweeplab.db", name, ["baseline", XSS], seeds=1, epochs=2)
+    classes = [f"<b onmouseover=alert({k})>c{k}</b>" for k in range(10)]
+    with Store(tmp_path / "sweeplab.db") as store:
+        store.update_run(ids[1], env_json={"class_names": classes})
+    with Server(tmp_path) as server:
+        p = Page(browser, server, tmp_path)
+        try:
+            pg = p.open("/")
+            assert pg.locator(".study-link").inner_text() == name
+            assert name in pg.locator("#studies").inner_text()  # the description holds the name too
+            pg.locator(".study-link").click()
+            pg.wait_for_function("() => window.studyState && window.studyState.charts.size > 0")
+            assert pg.locator(".crumb").last.inner_text() == name
+            assert pg.locator(".legend-item .legend-label").all_text_contents() == ["baseline", XSS]
+            pg = p.open(f"/run/{ids[1]}")
+            pg.wait_for_selector(".class-name")
+            assert pg.locator(".class-name").all_text_contents() == classes
+            for html_tag in ("img", "b"):
+                assert pg.locator(f"main {html_tag}").count() == 0 and pg.evaluate(
+                    f"document.querySelectorAll('{html_tag}[onerror], {html_tag}[onmouseover]').length") == 0
+            pg.locator(".class-name").first.hover()
+        finally:
+            p.close()
+        assert p.offsite == [] and p.dialogs == [] and p.errors == [], (p.offsite, p.dialogs, p.errors)
