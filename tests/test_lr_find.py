@@ -190,6 +190,7 @@ BAD = [
     (["STUDY", "--method", "middle"], "--method", "valley, steepest, minimum"),
     (["STUDY", "--end", "-1"], "--end", "positive"),
     (["STUDY", "--start", "1e-300", "--end", "1e300"], "--start", "more than a float can hold"),
+    (["STUDY", "--seed", "-1"], "--seed", "[0, 2**32 - 1]"),
     ([], "STUDY/--config", "one of the two"),
 ]
 

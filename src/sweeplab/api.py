@@ -292,7 +292,11 @@ def lr_find(config: Any = None, *, study: Any = None, arm: str | None = None, se
 
 def _with_seed(cfg: "RunConfig", seed: int) -> "RunConfig":
     from sweeplab.config.load import validate_run_config
+    from sweeplab.config.schema import MAX_SEED
+    from sweeplab.errors import ConfigError
 
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"must be an integer in [0, 2**32 - 1] (got {seed!r})", path="seed")
     return validate_run_config({**cfg.canonical(), "seed": seed}, "")
 
 
