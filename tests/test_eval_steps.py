@@ -238,6 +238,23 @@ def test_bad_values_are_one_line_exit_2(tmp_path, capsys, value, expected):
     assert not (tmp_path / "out" / "sweeplab.db").exists()
 
 
+def test_a_run_that_would_evaluate_more_than_the_limit_is_refused_when_its_data_is_known(tmp_path, capsys):
+    from sweeplab.config.schema import MAX_STEP_EVALS
+
+    # 100 examples in batches of 1: 100 steps an epoch, so 1,001 epochs evaluated every step is
+    # 100,100 evaluations (over the limit), 1,000 epochs exactly the limit.
+    base = ["train", "--dataset", "digits", "--model", "mlp", "--set", "model.hidden=[4]", "--device", "cpu",
+            "--batch-size", "1", "--set", "data.train_subset=100", "--set", "data.test_subset=10",
+            "--set", "eval_every_steps=1", "--out", str(tmp_path / "out")]
+    rc = main([*base, "--epochs", "1001"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert "eval_every_steps" in err and "100,100 evaluations" in err and f"{MAX_STEP_EVALS:,}" in err, err
+    with Store(tmp_path / "out" / "sweeplab.db", readonly=True) as store:
+        (run,) = store.list_runs()
+        assert run.status == "failed" and store.last_epoch(run.id) == 0 and "100,100" in run.status_detail
+
+
 def test_a_bad_value_in_a_study_file_names_its_arm(tmp_path, capsys):
     study = tmp_path / "s.toml"
     study.write_text(STUDY.replace("eval_every_steps = 10", "eval_every_steps = 0"))

@@ -26,6 +26,10 @@ NonNegInt = Annotated[int, Field(ge=0)]
 
 #: Limits no real study reaches, so that a typo (``epochs = 1e9``) is refused rather than tried.
 MAX_EPOCHS = 10_000
+#: Evaluations inside one run (``eval_every_steps``): a step row each, so a run of 10,000 epochs that
+#: evaluates every step would otherwise write millions of full evaluations. Known only with the
+#: data's size, so it is checked when the run starts.
+MAX_STEP_EVALS = 100_000
 #: numpy, torch and scikit-learn all take seeds in 0 <= seed < 2**32.
 MAX_SEED = 2**32 - 1
 SeedInt = Annotated[int, Field(ge=0, le=MAX_SEED)]

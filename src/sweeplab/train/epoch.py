@@ -8,7 +8,9 @@ from typing import Any, Callable
 
 import torch
 
+from sweeplab.config.schema import MAX_STEP_EVALS
 from sweeplab.data import DeviceLoader
+from sweeplab.errors import ConfigError
 
 from .device import peak_memory_mb
 
@@ -118,6 +120,17 @@ def _train_epoch(setup: Setup, epoch: int, progress: Progress | None, evals: "St
         "lr_mean": lr_sum / max(1, steps),
         "train_samples": seen,
     }
+
+
+def check_step_evals(every: int, epochs: int, steps_per_epoch: int) -> None:
+    """Refuse a run that would evaluate more than ``MAX_STEP_EVALS`` times (its data's size
+    is known only now, so this is the earliest point)."""
+    evals = epochs * max(1, steps_per_epoch) // every
+    if evals > MAX_STEP_EVALS:
+        raise ConfigError(
+            f"{every:,} gives {evals:,} evaluations ({epochs:,} epochs of {steps_per_epoch:,} steps); "
+            f"the limit is {MAX_STEP_EVALS:,} per run: raise eval_every_steps",
+            path="eval_every_steps")
 
 
 class StepEvals:

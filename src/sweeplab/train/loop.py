@@ -34,7 +34,7 @@ from .device import environment, reset_peak_memory
 from .continuation import Continuation, continue_shorter
 from .checkpoint import _from_bytes, _is_better, _rng_state, _set_rng_state, _to_bytes
 from .early_stop import stop_after
-from .epoch import Diverged, Progress, StepEvals, epoch_row, train_epoch
+from .epoch import Diverged, Progress, StepEvals, check_step_evals, epoch_row, train_epoch
 from .setup import Setup, build
 
 
@@ -156,6 +156,7 @@ class _Training:
         setup = self.setup = build(cfg, data_dir, dataset)
         ds = setup.dataset
         if cfg.eval_every_steps:
+            check_step_evals(cfg.eval_every_steps, cfg.epochs, len(setup.train_loader))
             self.evals = StepEvals(setup, cfg.eval_every_steps)
         store.update_run(
             self.run_id, data_source=ds.source, data_checksum=ds.checksum, params=setup.params, flops=setup.flops,
