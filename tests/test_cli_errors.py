@@ -40,6 +40,7 @@ TRAIN_CASES = [
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")),
     (["--set", "model.activation='sigmoidd'"], "model.activation", "relu"),
     (["--config", "{tmp}/missing.toml"], "missing.toml", "no such file"),
+    (["--config", "{tmp}/study.toml"], "--config", "is a study file"),
     (["--set", "noequals"], "--set", "key=value"),
     (["--set", "schedule.name='multistep'"], "schedule", "milestones"),
 ]
@@ -52,6 +53,7 @@ def test_train_bad_input(capsys, tmp_path, corrupt_archive, monkeypatch, args, p
     monkeypatch.setenv("SWEEPLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)  # no ./data to find datasets in
     (tmp_path / "empty").mkdir()
+    (tmp_path / "study.toml").write_text('[study]\nname = "s"\n[baseline]\nepochs = 1\n')
     fmt = {"tmp": str(tmp_path), "archive": str(corrupt_archive)}
     args = [a.format(**fmt) for a in args]
     code, err = run_cli(capsys, "train", "--dataset", "digits", "--epochs", "1", "--device", "cpu",

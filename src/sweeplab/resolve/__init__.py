@@ -51,6 +51,9 @@ def load_run_config(
     working directory without one.
     """
     data: dict[str, Any] = read_toml(path) if path else {}
+    if "study" in data or "baseline" in data:  # a study file given where one run's config goes
+        raise ConfigError(f"{path} is a study file ([study]/[baseline] tables), not one run's config: "
+                          f"give it as a study (`sweeplab run {path}`, `sweeplab lr-find {path}`)", path="--config")
     if extra:
         data = deep_merge(data, extra)
     data = deep_merge(data, parse_set(overrides))
