@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # pandas and torch load on first use, not on `import sweeplab
     from sweeplab.config import RunConfig
     from sweeplab.study import StudySpec
     from sweeplab.train.loop import RunResult
-    from sweeplab.train.lr_find import LrFindResult
+    from sweeplab.store import Store
+    from sweeplab.train.lr_find import LrFindResult, LrFindSettings
 
 #: The optimizer a one-off run uses when nothing names one: trains every bundled dataset
 #: (``sweeplab train`` uses it too; a study's runs keep the schema's defaults).
@@ -265,7 +266,7 @@ def lr_find(config: Any = None, *, study: Any = None, arm: str | None = None, se
     the study's first).
     """
     from sweeplab.errors import ConfigError
-    from sweeplab.train.lr_find import LrFindSettings, lr_find_key, range_test
+    from sweeplab.train.lr_find import LrFindSettings
     from sweeplab.train.preflight import preflight
 
     settings = LrFindSettings(start=start, end=end, steps=steps, method=method)
@@ -281,10 +282,24 @@ def lr_find(config: Any = None, *, study: Any = None, arm: str | None = None, se
         if seed is not None:
             cfg = _with_seed(cfg, seed)
     preflight([cfg], data_dir)
+    if not save:
+        return _range_test(cfg, settings, data_dir, study_name, arm)
+    from sweeplab.store import Store
+
+    # The store is opened (and so checked: a foreign file, a newer schema, a read-only folder)
+    # before the sweep trains: a store that cannot take the test refuses it before any work or file.
+    with Store(store_path(out)) as store:
+        result = _range_test(cfg, settings, data_dir, study_name, arm)
+        _save_lr_find(store, result, cfg, Path(out))
+    return result
+
+
+def _range_test(cfg: "RunConfig", settings: "LrFindSettings", data_dir: str | Path | None, study_name: str | None,
+                arm: str | None) -> "LrFindResult":
+    from sweeplab.train.lr_find import lr_find_key, range_test
+
     result = range_test(cfg, settings, data_dir=data_dir)
     result.key, result.study, result.arm = lr_find_key(cfg, settings, study_name, arm), study_name, arm
-    if save:
-        _save_lr_find(result, cfg, Path(out))
     return result
 
 
@@ -313,18 +328,18 @@ def _arm_config(spec: "StudySpec", arm: str | None, seed: int | None) -> tuple["
     return (same_point[0].config if same_point else _with_seed(first.config, seed)), spec.name, arm
 
 
-def _save_lr_find(result: "LrFindResult", cfg: "RunConfig", out: Path) -> None:
+def _save_lr_find(store: "Store", result: "LrFindResult", cfg: "RunConfig", out: Path) -> None:
+    """Plot the test, then store it: a row in ``lr_finds`` is written last, so it exists only
+    for a test whose plot was written too."""
     from sweeplab.report.lr_find import lr_find_figure, save_lr_find_figure
     from sweeplab.report.paths import safe_name
     from sweeplab.resolve import run_id
-    from sweeplab.store import Store
 
     what = f"{result.study} / {result.arm}" if result.study else f"run {run_id(cfg)}"
     title = f"LR range test: {what}, seed {result.seed}"
     name = safe_name(f"{result.study}-{result.arm}" if result.study else f"run-{run_id(cfg)}", fallback="lr-find")
     fig = lr_find_figure(result.curve(), result.suggestion, result.method, title)
     result.files = save_lr_find_figure(fig, out / "lr_find" / f"{name}-seed{result.seed}-{result.key[:8]}")
-    with Store(store_path(out)) as store:
-        store.save_lr_find(result.key, study=result.study, arm=result.arm, config_json=cfg.to_json(),
-                           seed=result.seed, curve_json=result.curve(), suggestion=result.suggestion,
-                           method=result.method, detail=result.detail)
+    store.save_lr_find(result.key, study=result.study, arm=result.arm, config_json=cfg.to_json(),
+                       seed=result.seed, curve_json=result.curve(), suggestion=result.suggestion,
+                       method=result.method, detail=result.detail)
