@@ -393,3 +393,30 @@ def test_step_rows_and_longer_runs_on_ray_match_the_local_executor(tmp_path, loc
     with Store(ray_db, readonly=True) as store:
         longer = [r for r in store.list_runs() if r.epochs_planned == 4]
         assert len(longer) == 2 and all(r.continued_from for r in longer)
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_an_interrupt_returns_only_once_every_task_stream_has_ended(local_ray):
+    """Ctrl-C cancels the tasks; the driver then shuts its Ray down. A thread still reading a task's
+    stream at that moment makes Ray start again inside that thread, whose core worker then ends
+    the whole process (exit 1) before the runs are marked interrupted: so the executor raises only
+    after every stream thread has seen its task end."""
+    from sweeplab.executor import Task
+    from sweeplab.executor.ray_executor import RayExecutor, RayOptions
+
+    def ticking(payload, emit):  # pickled by value: the workers need not import this module
+        for i in range(600):
+            emit("tick", {"i": i})
+            time.sleep(0.1)
+        return payload
+
+    def on_event(key, event, info):
+        if event == "tick" and info["i"] == 3:
+            raise KeyboardInterrupt  # as the driver's Ctrl-C handler does inside the event loop
+
+    with pytest.raises(KeyboardInterrupt):
+        RayExecutor(RayOptions()).run([Task("a", "a"), Task("b", "b")], ticking, on_event)
+    reading = [t for t in threading.enumerate() if t.name == "sweeplab-ray-stream" and t.is_alive()]
+    assert reading == []
