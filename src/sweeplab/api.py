@@ -72,7 +72,9 @@ def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, thr
     ``executor="ray"`` trains on Ray: a Ray started here, or the cluster at ``address``
     (``"auto"``), one core per run."""
     from sweeplab.errors import ConfigError
-    from sweeplab.executor.ray_executor import RayOptions
+    from contextlib import nullcontext
+
+    from sweeplab.executor.ray_executor import RayOptions, ray_session
     from sweeplab.study.execute import prepare_study, run_study
 
     if executor not in ("local", "ray"):
@@ -84,13 +86,15 @@ def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, thr
         workers = 1
     db = store_path(out)
     db.parent.mkdir(parents=True, exist_ok=True)
-    plan = prepare_study(spec, db, data_dir)
-    on_event = progress if callable(progress) else (_RunLines() if progress else None)
-    if progress is True:
-        print(f"study {spec.name}: {len(plan.runs)} runs ({len(plan.done)} already done, "
-              f"{len(plan.todo)} to train) -> {db}")
-    run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir, on_event=on_event,
-              ray=RayOptions(address=address) if executor == "ray" else None)
+    ray = RayOptions(address=address) if executor == "ray" else None
+    with nullcontext() if ray is None else ray_session(ray):  # refused before the study is recorded
+        plan = prepare_study(spec, db, data_dir)
+        on_event = progress if callable(progress) else (_RunLines() if progress else None)
+        if progress is True:
+            print(f"study {spec.name}: {len(plan.runs)} runs ({len(plan.done)} already done, "
+                  f"{len(plan.todo)} to train) -> {db}")
+        run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir, on_event=on_event,
+                  ray=ray)
     return runs(spec, out, version=plan.version)
 
 

@@ -82,11 +82,12 @@ def run_cmd(
         _check_tensorboard()
     if report:
         _check_report_dir(out, spec.name)  # an unwritable report folder fails before anything trains
-    plan = prepare_study(spec, db, data_dir)
-    _print_plan(spec, plan, db)
-    on_run_end = _report_refresher(db, spec.name, out) if report else None
-    results = _train(spec, plan, db, workers=workers, threads=threads, data_dir=data_dir, ray=ray,
-                     tensorboard_dir=(out / "tensorboard") if tensorboard else None, on_run_end=on_run_end)
+    with _ray_session(ray):  # a Ray that cannot be joined or hold a run: refused before anything is stored
+        plan = prepare_study(spec, db, data_dir)
+        _print_plan(spec, plan, db)
+        on_run_end = _report_refresher(db, spec.name, out) if report else None
+        results = _train(spec, plan, db, workers=workers, threads=threads, data_dir=data_dir, ray=ray,
+                         tensorboard_dir=(out / "tensorboard") if tensorboard else None, on_run_end=on_run_end)
     with Store(db, readonly=True) as store:
         counts = {k: v for k, v in store.counts_by_status(spec.name, version=plan.version).items() if v}
     elsewhere = sum(1 for v in results.values() if isinstance(v, dict) and v.get("skipped"))
@@ -114,6 +115,15 @@ def _ray_options(executor: Executor, address: str | None, max_retries: int | Non
     names = {"--address": "address", "--max-retries": "max_retries", "--num-cpus": "num_cpus", "--num-gpus": "num_gpus",
              "--ray-data": "share_data"}
     return RayOptions(**{names[k]: v for k, v in given.items()})
+
+
+def _ray_session(ray):
+    """:func:`sweeplab.executor.ray_executor.ray_session` for ``--executor ray``, else nothing."""
+    if ray is None:
+        return nullcontext()
+    from sweeplab.executor.ray_executor import ray_session
+
+    return ray_session(ray)
 
 
 def _with_study_resources(ray, spec, cli: dict[str, float | None]):

@@ -32,6 +32,8 @@ import sys
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -192,6 +194,23 @@ class RayExecutor:
         finally:
             if started:
                 ray.shutdown()
+
+
+@contextmanager
+def ray_session(options: RayOptions) -> Iterator[None]:
+    """Ray joined (or a Ray of our own started) and checked to hold a run, while inside; a Ray
+    this started is stopped on leaving. Entered before a study is recorded, so that a cluster that
+    cannot be joined, or cannot hold one run, is refused with the store as it was; the executor's
+    ``run`` inside it uses this Ray as it is."""
+    ray = require_ray(local=options.address is None)
+    executor = RayExecutor(options)
+    started = executor._connect(ray)
+    try:
+        executor._check_fits(ray)
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 class _Round:
