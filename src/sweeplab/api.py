@@ -235,10 +235,12 @@ def train(config: Any, out: str | Path = "runs", *, overrides: list[str] | None 
     """Train (or resume, or show from the store) one run; its epochs are stored in ``OUT``.
 
     Returns the run's result: ``run_id``, ``status``, ``detail`` and ``epochs`` (one dict per
-    epoch). ``fresh`` retrains a run already in the store.
+    epoch). ``fresh`` retrains a run already in the store. A run another process is training is
+    left to it, and its result returned once it is done.
     """
     from sweeplab.store import Store
     from sweeplab.resolve import run_id
+    from sweeplab.study.sharing import wait_for_others
     from sweeplab.train.loop import fit, record_run
     from sweeplab.train.preflight import preflight
 
@@ -250,7 +252,12 @@ def train(config: Any, out: str | Path = "runs", *, overrides: list[str] | None 
         if fresh:
             store.forget_run(run_id(cfg))
         record_run(store, cfg)
-        return fit(cfg, store, data_dir=data_dir, progress=progress)
+        result = fit(cfg, store, data_dir=data_dir, progress=progress)
+    while result.skipped and result.status == "running":  # another process trains it: its result, as a study waits
+        wait_for_others(db, [result.run_id])
+        with Store(db) as store:  # finished there, or given up (then it is resumed here)
+            result = fit(cfg, store, data_dir=data_dir, progress=progress)
+    return result
 
 
 def lr_find(config: Any = None, *, study: Any = None, arm: str | None = None, seed: int | None = None,
