@@ -420,3 +420,18 @@ def test_an_interrupt_returns_only_once_every_task_stream_has_ended(local_ray):
         RayExecutor(RayOptions()).run([Task("a", "a"), Task("b", "b")], ticking, on_event)
     reading = [t for t in threading.enumerate() if t.name == "sweeplab-ray-stream" and t.is_alive()]
     assert reading == []
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_an_address_where_nothing_listens_is_one_line_before_anything_is_stored(tmp_path):
+    """Ray itself retries a dead address for minutes, printing warnings; the driver looks first."""
+    port = free_port()  # nothing listens there
+    study = write_study(tmp_path)
+    r = sweeplab("run", str(study), "--out", str(tmp_path / "out"), "--executor", "ray", "--address",
+                 f"127.0.0.1:{port}", env=LOOPBACK_ENV, timeout=100)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert lines[0].startswith(f"error: --address: 127.0.0.1:{port}") and "cannot connect" in lines[0]
+    assert not (tmp_path / "out" / "sweeplab.db").exists()

@@ -154,6 +154,8 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         address = self.options.address
+        if address is not None:
+            _probe(address)
         try:
             if address is None:  # a Ray of our own, for this study only
                 ray.init(address="local", include_dashboard=False, log_to_driver=False)
@@ -194,6 +196,22 @@ class RayExecutor:
         finally:
             if started:
                 ray.shutdown()
+
+
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """``ConfigError`` when nothing listens at a ``host:port`` address: Ray itself retries one for
+    minutes, printing warnings. ``auto`` and ``ray://`` addresses are left to Ray."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{address}: give host:port (the head's GCS port, 6379 by default) or auto",
+                          path="--address")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConfigError(f"{address}: cannot connect there ({err.strerror or err}); is a Ray head running "
+                          "there (`ray start --head`)?", path="--address") from None
 
 
 @contextmanager
