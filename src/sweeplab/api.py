@@ -240,6 +240,7 @@ def train(config: Any, out: str | Path = "runs", *, overrides: list[str] | None 
     """
     from sweeplab.store import Store
     from sweeplab.resolve import run_id
+    from sweeplab.store import default_worker_id
     from sweeplab.study.sharing import wait_for_others
     from sweeplab.train.loop import fit, record_run
     from sweeplab.train.preflight import preflight
@@ -253,7 +254,8 @@ def train(config: Any, out: str | Path = "runs", *, overrides: list[str] | None 
             store.forget_run(run_id(cfg))
         record_run(store, cfg)
         result = fit(cfg, store, data_dir=data_dir, progress=progress)
-    while result.skipped and result.status == "running":  # another process trains it: its result, as a study waits
+    # Another process trains it: its result, as a study waits (never for a run this process holds).
+    while result.skipped and result.status == "running" and result.detail != f"trained by {default_worker_id()}":
         wait_for_others(db, [result.run_id])
         with Store(db) as store:  # finished there, or given up (then it is resumed here)
             result = fit(cfg, store, data_dir=data_dir, progress=progress)
