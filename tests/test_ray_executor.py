@@ -435,3 +435,20 @@ def test_an_address_where_nothing_listens_is_one_line_before_anything_is_stored(
     assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
     assert lines[0].startswith(f"error: --address: 127.0.0.1:{port}") and "cannot connect" in lines[0]
     assert not (tmp_path / "out" / "sweeplab.db").exists()
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_tensorboard_with_ray_is_refused_before_the_study_is_recorded(tmp_path):
+    study = write_study(tmp_path)
+    db = tmp_path / "out" / "sweeplab.db"
+    db.parent.mkdir()
+    Store(db).close()
+    before = db.read_bytes()
+    r = sweeplab("run", str(study), "--out", str(db.parent), "--executor", "ray", "--tensorboard",
+                 env=LOOPBACK_ENV, timeout=100)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "--tensorboard" in lines[0], r.stderr[-2000:]
+    assert "Started a local Ray" not in r.stderr  # refused before Ray starts, too
+    assert db.read_bytes() == before

@@ -75,7 +75,7 @@ def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, thr
     from contextlib import nullcontext
 
     from sweeplab.executor.ray_executor import RayOptions, ray_session
-    from sweeplab.study.execute import prepare_study, run_study
+    from sweeplab.study.execute import check_ray_study, prepare_study, run_study
 
     if executor not in ("local", "ray"):
         raise ConfigError(f"executor: {executor!r} is not one of 'local', 'ray'")
@@ -87,6 +87,8 @@ def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, thr
     db = store_path(out)
     db.parent.mkdir(parents=True, exist_ok=True)
     ray = RayOptions(address=address) if executor == "ray" else None
+    if ray is not None:
+        check_ray_study(spec)
     with nullcontext() if ray is None else ray_session(ray):  # refused before the study is recorded
         plan = prepare_study(spec, db, data_dir)
         on_event = progress if callable(progress) else (_RunLines() if progress else None)
