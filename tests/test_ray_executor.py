@@ -452,3 +452,22 @@ def test_tensorboard_with_ray_is_refused_before_the_study_is_recorded(tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and "--tensorboard" in lines[0], r.stderr[-2000:]
     assert "Started a local Ray" not in r.stderr  # refused before Ray starts, too
     assert db.read_bytes() == before
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_longer_max_batch_run_on_ray_says_why_it_trains_from_scratch(tmp_path, local_ray):
+    """batch_size = "max" is resolved on the worker's device, which the driver cannot see before
+    it continues a run: so the longer run trains from scratch there, and says so, as locally."""
+    from sweeplab.executor.ray_executor import RayOptions
+
+    text = write_study(tmp_path, epochs=1).read_text().replace("batch_size = 64", 'batch_size = "max"\nmax_batch_size = 64')
+    study = tmp_path / "max.toml"
+    study.write_text(text)
+    db = tmp_path / "ray" / "sweeplab.db"
+    run_study(load_study(study), db, ray=RayOptions())
+    events: list[tuple[str, str, dict]] = []
+    run_study(load_study(study, epochs=2), db, ray=RayOptions(), on_event=lambda r, e, i: events.append((r, e, i)))
+    said = [i.get("continuation") for _, e, i in events if e == "start"]
+    assert len(said) == 2 and all(m and m.startswith("trains from scratch: ") and "max" in m for m in said), said
