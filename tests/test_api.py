@@ -108,3 +108,50 @@ def test_a_script_without_a_main_guard_trains_in_process_and_says_so(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "['completed', 'completed']"
     assert "no `if __name__ == \"__main__\":` guard" in r.stderr and r.stdout.count("completed") == 2
+
+
+
+@pytest.mark.slow  # about 15 s: a real `sweeplab train` in a subprocess, and the same run here
+@pytest.mark.timeout(300)
+def test_train_of_a_run_another_process_trains_waits_for_its_result(tmp_path):
+    """Two processes train one config on one store at once: the second leaves the run to the first
+    (as two `sweeplab run` share a study) and returns its final result, every epoch and step row,
+    not a snapshot of a run still training."""
+    import sqlite3
+    import time
+
+    epochs = 20  # at batch 2, long enough for this process to find the run still training
+    config = {"data": {"dataset": "digits", "train_subset": 400}, "model": {"name": "mlp", "hidden": [16]},
+              "epochs": epochs, "batch_size": 2, "eval_every_steps": 50, "device": "cpu"}
+    sets = ["--set", "data.train_subset=400", "--set", "model.hidden=[16]", "--set", "eval_every_steps=50"]
+    db = tmp_path / "sweeplab.db"
+    other = subprocess.Popen([sys.executable, "-m", "sweeplab", "train", "--dataset", "digits", "--model", "mlp",
+                              "--epochs", str(epochs), "--batch-size", "2", "--device", "cpu", *sets, "--out", str(tmp_path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def epochs_done() -> int:
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            try:
+                return con.execute("SELECT count(*) FROM epochs").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return 0
+
+    try:
+        end = time.monotonic() + 200
+        while epochs_done() < 1 and other.poll() is None and time.monotonic() < end:
+            time.sleep(0.05)
+        assert 1 <= epochs_done() < epochs, "the other process never got going, or finished before this one started"
+        result = sl.train(config, out=tmp_path)
+    finally:
+        _, err = other.communicate(timeout=200)
+    assert other.returncode == 0, err
+    assert result.skipped  # trained by the other process, not here too
+    assert result.status == "completed" and [e["epoch"] for e in result.epochs] == list(range(1, epochs + 1))
+    from sweeplab.store import Store
+
+    with Store(db, readonly=True) as store:
+        assert result.epochs == store.epochs(result.run_id)
+        assert len(store.steps(result.run_id)) == epochs * 200 // 50

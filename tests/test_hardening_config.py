@@ -85,11 +85,13 @@ _VALUES = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.integers(min_value=0, max_value=40),
     st.booleans(),
-    st.sampled_from(["max", "sgd", "adam", "cosine", "mse", "cpu", "2", "1e3", "", "relu"]),
+    st.sampled_from(["max", "sgd", "adam", "cosine", "mse", "cpu", "2", "1e3", "", "relu", "test_loss", "val_acc"]),
     st.lists(st.one_of(st.integers(-3, 300), st.floats(allow_nan=True)), max_size=3),
 )
+#: canonical() leaves out the optional keys a default config does not use: they are added by hand.
 _LEAVES = sorted(k for k in flatten(RunConfig().canonical()) if k != "threads") + [
-    "model.hidden", "model.dropout", "model.activation", "model.batchnorm"]
+    "model.hidden", "model.dropout", "model.activation", "model.batchnorm",
+    "eval_every_steps", "early_stop.metric", "early_stop.patience", "early_stop.min_delta"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

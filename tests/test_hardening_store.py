@@ -221,6 +221,33 @@ def test_status_report_export_work_on_a_readonly_filesystem(finished_store, tmp_
     assert db.read_bytes() == before and side_files(db) == []
 
 
+def test_a_writer_on_an_unwritable_folder_says_so_and_leaves_the_store(finished_store, tmp_path, monkeypatch):
+    from sweeplab.store import _open
+
+    db = tmp_path / "out" / "sweeplab.db"
+    db.parent.mkdir()
+    shutil.copy(finished_store, db)
+    before = db.read_bytes()
+    monkeypatch.setattr(_open, "folder_writable", lambda folder: False)
+    with pytest.raises(StoreError, match="cannot be written .*read-only filesystem or folder") as err:
+        Store(db)
+    assert "not a SQLite database" not in str(err.value) and "\n" not in str(err.value)
+    assert db.read_bytes() == before and side_files(db) == []
+
+
+@pytest.mark.slow  # 5-9 s: the real CLI (torch imported) in a read-only mount
+def test_training_on_a_readonly_filesystem_is_one_line_naming_why(finished_store, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    db = out / "sweeplab.db"
+    shutil.copy(finished_store, db)
+    before = db.read_bytes()
+    r = _readonly_cli(out, "train", "--dataset", "digits", "--epochs", "1", "--out", str(out))
+    line = one_error_line(r)
+    assert "read-only filesystem or folder" in line and str(db) in line and "not a SQLite database" not in line
+    assert db.read_bytes() == before and side_files(db) == []
+
+
 # ---------------------------------------------------------------- item 3: study versions
 
 

@@ -233,6 +233,38 @@ def test_a_range_that_diverges_at_once_suggests_nothing():
     assert suggest([1.0, 2.0, 3.0], [2.0, 2.5, 9.0], "minimum", 10) == (None, None)
 
 
+def _foreign(db: Path) -> str:
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE notes (x)")
+    con.commit()
+    con.close()
+    return "tables of its own"
+
+
+def _newer(db: Path) -> str:
+    from sweeplab.store import _schema
+
+    Store(db).close()
+    con = sqlite3.connect(db)
+    con.execute(f"PRAGMA user_version = {_schema.current_version() + 1}")
+    con.commit()
+    con.close()
+    return "newer sweeplab"
+
+
+@pytest.mark.parametrize("make", [_foreign, _newer], ids=["foreign", "newer-schema"])
+def test_a_store_that_cannot_take_the_test_refuses_it_before_the_sweep(capsys, study_file, tmp_path, make):
+    db = tmp_path / "sweeplab.db"
+    words = make(db)
+    before = db.read_bytes()
+    code = main(["lr-find", str(study_file), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and words in lines[0] and str(db) in lines[0], err
+    assert db.read_bytes() == before
+    assert not (tmp_path / "lr_find").exists()  # refused before the sweep: no plot of a test not stored
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_cli_lr_find_then_train_with_its_suggestion(study_file, tmp_path):

@@ -433,3 +433,81 @@ def test_step_rows_and_longer_runs_on_ray_match_the_local_executor(tmp_path, loc
     with Store(ray_db, readonly=True) as store:
         longer = [r for r in store.list_runs() if r.epochs_planned == 4]
         assert len(longer) == 2 and all(r.continued_from for r in longer)
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_an_interrupt_returns_only_once_every_task_stream_has_ended(local_ray):
+    """Ctrl-C cancels the tasks; the driver then shuts its Ray down. A thread still reading a task's
+    stream at that moment makes Ray start again inside that thread, whose core worker then ends
+    the whole process (exit 1) before the runs are marked interrupted: so the executor raises only
+    after every stream thread has seen its task end."""
+    from sweeplab.executor import Task
+    from sweeplab.executor.ray_executor import RayExecutor, RayOptions
+
+    def ticking(payload, emit):  # pickled by value: the workers need not import this module
+        for i in range(600):
+            emit("tick", {"i": i})
+            time.sleep(0.1)
+        return payload
+
+    def on_event(key, event, info):
+        if event == "tick" and info["i"] == 3:
+            raise KeyboardInterrupt  # as the driver's Ctrl-C handler does inside the event loop
+
+    with pytest.raises(KeyboardInterrupt):
+        RayExecutor(RayOptions()).run([Task("a", "a"), Task("b", "b")], ticking, on_event)
+    reading = [t for t in threading.enumerate() if t.name == "sweeplab-ray-stream" and t.is_alive()]
+    assert reading == []
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_an_address_where_nothing_listens_is_one_line_before_anything_is_stored(tmp_path):
+    """Ray itself retries a dead address for minutes, printing warnings; the driver looks first."""
+    port = free_port()  # nothing listens there
+    study = write_study(tmp_path)
+    r = sweeplab("run", str(study), "--out", str(tmp_path / "out"), "--executor", "ray", "--address",
+                 f"127.0.0.1:{port}", env=LOOPBACK_ENV, timeout=100)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert lines[0].startswith(f"error: --address '127.0.0.1:{port}'") and "nothing answers" in lines[0], lines
+    assert not (tmp_path / "out" / "sweeplab.db").exists()
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_tensorboard_with_ray_is_refused_before_the_study_is_recorded(tmp_path):
+    study = write_study(tmp_path)
+    db = tmp_path / "out" / "sweeplab.db"
+    db.parent.mkdir()
+    Store(db).close()
+    before = db.read_bytes()
+    r = sweeplab("run", str(study), "--out", str(db.parent), "--executor", "ray", "--tensorboard",
+                 env=LOOPBACK_ENV, timeout=100)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "--tensorboard" in lines[0], r.stderr[-2000:]
+    assert "Started a local Ray" not in r.stderr  # refused before Ray starts, too
+    assert db.read_bytes() == before
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_longer_max_batch_run_on_ray_says_why_it_trains_from_scratch(tmp_path, local_ray):
+    """batch_size = "max" is resolved on the worker's device, which the driver cannot see before
+    it continues a run: so the longer run trains from scratch there, and says so, as locally."""
+    from sweeplab.executor.ray_executor import RayOptions
+
+    text = write_study(tmp_path, epochs=1).read_text().replace("batch_size = 64", 'batch_size = "max"\nmax_batch_size = 64')
+    study = tmp_path / "max.toml"
+    study.write_text(text)
+    db = tmp_path / "ray" / "sweeplab.db"
+    run_study(load_study(study), db, ray=RayOptions())
+    events: list[tuple[str, str, dict]] = []
+    run_study(load_study(study, epochs=2), db, ray=RayOptions(), on_event=lambda r, e, i: events.append((r, e, i)))
+    said = [i.get("continuation") for _, e, i in events if e == "start"]
+    assert len(said) == 2 and all(m and m.startswith("trains from scratch: ") and "max" in m for m in said), said

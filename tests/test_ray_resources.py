@@ -129,3 +129,23 @@ def test_study_resources_reach_ray_and_the_command_line_overrides_them(tmp_path)
     assert side.returncode == 0, side.stderr[-2000:]
     order = _epoch_order(tmp_path / "side" / "sweeplab.db")
     assert len(order) == 16 and _switches(order) > 1, order  # both trained at once
+
+
+@pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (pip install 'sweeplab[ray]')")
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_cluster_too_small_for_one_run_is_refused_before_the_study_is_recorded(tmp_path):
+    """The CLI's own Ray has this machine's CPUs; a run asking for more could never start. That is
+    one line naming the option, exit 2, and the store as it was: no new version, no pending runs."""
+    path = tmp_path / "s.toml"
+    path.write_text(study())
+    db = tmp_path / "out" / "sweeplab.db"
+    db.parent.mkdir()
+    Store(db).close()  # a store that holds nothing yet: any study recorded would change it
+    before = db.read_bytes()
+    r = sweeplab("run", str(path), "--out", str(db.parent), "--executor", "ray", "--num-cpus", "4096",
+                 env={"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}, timeout=280)
+    lines = [line for line in r.stderr.splitlines() if line.startswith("error")]
+    assert r.returncode == 2 and len(lines) == 1 and "--num-cpus 4096" in lines[0], r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "recorded as version" not in r.stdout
+    assert db.read_bytes() == before

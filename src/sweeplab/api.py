@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # pandas and torch load on first use, not on `import sweeplab
     from sweeplab.config import RunConfig
     from sweeplab.study import StudySpec
     from sweeplab.train.loop import RunResult
-    from sweeplab.train.lr_find import LrFindResult
+    from sweeplab.store import Store
+    from sweeplab.train.lr_find import LrFindResult, LrFindSettings
 
 #: The optimizer a one-off run uses when nothing names one: trains every bundled dataset
 #: (``sweeplab train`` uses it too; a study's runs keep the schema's defaults).
@@ -71,8 +72,10 @@ def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, thr
     ``executor="ray"`` trains on Ray: a Ray started here, or the cluster at ``address``
     (``"auto"``), one core per run."""
     from sweeplab.errors import ConfigError
-    from sweeplab.executor.ray_executor import RayOptions
-    from sweeplab.study.execute import prepare_study, run_study
+    from contextlib import nullcontext
+
+    from sweeplab.executor.ray_executor import RayOptions, connected
+    from sweeplab.study.execute import check_ray_study, prepare_study, run_study
 
     if executor not in ("local", "ray"):
         raise ConfigError(f"executor: {executor!r} is not one of 'local', 'ray'")
@@ -83,13 +86,17 @@ def run(study: Any, out: str | Path = "runs", *, workers: int | None = None, thr
         workers = 1
     db = store_path(out)
     db.parent.mkdir(parents=True, exist_ok=True)
-    plan = prepare_study(spec, db, data_dir)
-    on_event = progress if callable(progress) else (_RunLines() if progress else None)
-    if progress is True:
-        print(f"study {spec.name}: {len(plan.runs)} runs ({len(plan.done)} already done, "
-              f"{len(plan.todo)} to train) -> {db}")
-    run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir, on_event=on_event,
-              ray=RayOptions(address=address) if executor == "ray" else None)
+    ray = RayOptions(address=address) if executor == "ray" else None
+    if ray is not None:
+        check_ray_study(spec)
+    with nullcontext() if ray is None else connected(ray):  # refused before the study is recorded
+        plan = prepare_study(spec, db, data_dir)
+        on_event = progress if callable(progress) else (_RunLines() if progress else None)
+        if progress is True:
+            print(f"study {spec.name}: {len(plan.runs)} runs ({len(plan.done)} already done, "
+                  f"{len(plan.todo)} to train) -> {db}")
+        run_study(spec, db, plan=plan, workers=workers, threads=threads, data_dir=data_dir, on_event=on_event,
+                  ray=ray)
     return runs(spec, out, version=plan.version)
 
 
@@ -230,10 +237,13 @@ def train(config: Any, out: str | Path = "runs", *, overrides: list[str] | None 
     """Train (or resume, or show from the store) one run; its epochs are stored in ``OUT``.
 
     Returns the run's result: ``run_id``, ``status``, ``detail`` and ``epochs`` (one dict per
-    epoch). ``fresh`` retrains a run already in the store.
+    epoch). ``fresh`` retrains a run already in the store. A run another process is training is
+    left to it, and its result returned once it is done.
     """
     from sweeplab.store import Store
     from sweeplab.resolve import run_id
+    from sweeplab.store import default_worker_id
+    from sweeplab.study.sharing import wait_for_others
     from sweeplab.train.loop import fit, record_run
     from sweeplab.train.preflight import preflight
 
@@ -245,7 +255,13 @@ def train(config: Any, out: str | Path = "runs", *, overrides: list[str] | None 
         if fresh:
             store.forget_run(run_id(cfg))
         record_run(store, cfg)
-        return fit(cfg, store, data_dir=data_dir, progress=progress)
+        result = fit(cfg, store, data_dir=data_dir, progress=progress)
+    # Another process trains it: its result, as a study waits (never for a run this process holds).
+    while result.skipped and result.status == "running" and result.detail != f"trained by {default_worker_id()}":
+        wait_for_others(db, [result.run_id])
+        with Store(db) as store:  # finished there, or given up (then it is resumed here)
+            result = fit(cfg, store, data_dir=data_dir, progress=progress)
+    return result
 
 
 def lr_find(config: Any = None, *, study: Any = None, arm: str | None = None, seed: int | None = None,
@@ -265,7 +281,7 @@ def lr_find(config: Any = None, *, study: Any = None, arm: str | None = None, se
     the study's first).
     """
     from sweeplab.errors import ConfigError
-    from sweeplab.train.lr_find import LrFindSettings, lr_find_key, range_test
+    from sweeplab.train.lr_find import LrFindSettings
     from sweeplab.train.preflight import preflight
 
     settings = LrFindSettings(start=start, end=end, steps=steps, method=method)
@@ -281,12 +297,21 @@ def lr_find(config: Any = None, *, study: Any = None, arm: str | None = None, se
         if seed is not None:
             cfg = _with_seed(cfg, seed)
     preflight([cfg], data_dir)
-    if save:
-        _check_lr_find_output(Path(out))  # an --out that cannot take the result fails before the test trains
+    if not save:
+        return _range_test(cfg, settings, data_dir, study_name, arm)
+    out = Path(out)
+    with _lr_find_store(out) as store:
+        result = _range_test(cfg, settings, data_dir, study_name, arm)
+        _save_lr_find(store, result, cfg, out)
+    return result
+
+
+def _range_test(cfg: "RunConfig", settings: "LrFindSettings", data_dir: str | Path | None, study_name: str | None,
+                arm: str | None) -> "LrFindResult":
+    from sweeplab.train.lr_find import lr_find_key, range_test
+
     result = range_test(cfg, settings, data_dir=data_dir)
     result.key, result.study, result.arm = lr_find_key(cfg, settings, study_name, arm), study_name, arm
-    if save:
-        _save_lr_find(result, cfg, Path(out))
     return result
 
 
@@ -319,29 +344,33 @@ def _arm_config(spec: "StudySpec", arm: str | None, seed: int | None) -> tuple["
     return (same_point[0].config if same_point else _with_seed(first.config, seed)), spec.name, arm
 
 
-def _check_lr_find_output(out: Path) -> None:
-    """The plots' folder can be made and the store opened for writing (``ConfigError`` naming
-    ``out``, or the store's own ``StoreError`` for a file that is not a run store)."""
+def _lr_find_store(out: Path) -> "Store":
+    """The store an LR range test is saved in, opened (and so checked: a foreign file, a newer
+    schema, a read-only folder) and the plots' folder made before the sweep trains: an ``out``
+    that cannot take the test refuses it before any work or file (``ConfigError`` naming ``out``,
+    or the store's own ``StoreError``)."""
     from sweeplab.errors import ConfigError
     from sweeplab.store import Store
 
     db, folder = store_path(out), out / "lr_find"
-    if db.exists():  # a file that is not a run store fails before the plots' folder is made
-        Store(db).close()
+    store = Store(db) if db.exists() else None  # a file that is not a run store fails before the folder is made
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
+        if store is not None:
+            store.close()
         raise ConfigError(f"cannot write the plots to {str(folder)!r} ({err.strerror or err}); "
                           "give a folder that can be written", path="out") from None
-    Store(db).close()
+    return store if store is not None else Store(db)
 
 
-def _save_lr_find(result: "LrFindResult", cfg: "RunConfig", out: Path) -> None:
+def _save_lr_find(store: "Store", result: "LrFindResult", cfg: "RunConfig", out: Path) -> None:
+    """Plot the test, then store it: a row in ``lr_finds`` is written last, so it exists only
+    for a test whose plot was written too."""
     from sweeplab.errors import ConfigError
     from sweeplab.report.lr_find import lr_find_figure, save_lr_find_figure
     from sweeplab.report.paths import safe_name
     from sweeplab.resolve import run_id
-    from sweeplab.store import Store
 
     what = f"{result.study} / {result.arm}" if result.study else f"run {run_id(cfg)}"
     title = f"LR range test: {what}, seed {result.seed}"
@@ -352,7 +381,6 @@ def _save_lr_find(result: "LrFindResult", cfg: "RunConfig", out: Path) -> None:
     except OSError as err:  # a disk that filled up during the test
         raise ConfigError(f"cannot write the plots to {str(out / 'lr_find')!r} ({err.strerror or err})",
                           path="out") from None
-    with Store(store_path(out)) as store:
-        store.save_lr_find(result.key, study=result.study, arm=result.arm, config_json=cfg.to_json(),
-                           seed=result.seed, curve_json=result.curve(), suggestion=result.suggestion,
-                           method=result.method, detail=result.detail)
+    store.save_lr_find(result.key, study=result.study, arm=result.arm, config_json=cfg.to_json(),
+                       seed=result.seed, curve_json=result.curve(), suggestion=result.suggestion,
+                       method=result.method, detail=result.detail)

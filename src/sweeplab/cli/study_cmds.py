@@ -69,7 +69,7 @@ def run_cmd(
     ray_data: Optional[RayData] = typer.Option(None, "--ray-data", help="Ray: how the data reaches the runs: the driver puts it in Ray's object store once (default), or every worker loads it from its own path or cache."),
 ) -> None:
     """Run a study: train every run not yet finished, in parallel, resumably."""
-    from sweeplab.study.execute import prepare_study
+    from sweeplab.study.execute import check_ray_study, prepare_study
 
     ray = _ray_options(executor, address, max_retries, num_cpus, num_gpus, ray_data)
     spec = _load_for_run(study, set_, seeds, epochs, smoke)
@@ -82,6 +82,8 @@ def run_cmd(
         _check_tensorboard()
     if report:
         _check_report_dir(out, spec.name)  # an unwritable report folder fails before anything trains
+    if ray is not None:
+        check_ray_study(spec, tensorboard)  # --tensorboard, a notebook-only model: before Ray starts
     with _ray_connected(ray):  # a bad --address or --num-cpus fails before the study is stored
         plan = prepare_study(spec, db, data_dir)
         _print_plan(spec, plan, db)

@@ -30,6 +30,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -245,6 +246,7 @@ class _Round:
         self.running: dict[str, Any] = {}
         self.attempts: dict[str, int] = defaultdict(int)
         self.results: dict[str, Any] = {}
+        self.streams: list[threading.Thread] = []
 
     def _submit(self, task: Task) -> None:
         prepare = self.ex.prepare
@@ -254,8 +256,18 @@ class _Round:
             return
         gen = self.remote.remote(self.fn, payload, self.threads)
         self.running[task.key] = gen
-        threading.Thread(target=_drain, args=(self.ray, task.key, gen, self.out), name="sweeplab-ray-stream",
-                         daemon=True).start()
+        stream = threading.Thread(target=_drain, args=(self.ray, task.key, gen, self.out),
+                                  name="sweeplab-ray-stream", daemon=True)
+        stream.start()
+        self.streams.append(stream)
+
+    def _join_streams(self, timeout_s: float = 30.0) -> None:
+        """Wait for every stream thread to see its (cancelled) task end. ``ray.shutdown`` while one
+        still reads would make Ray start again inside that thread, and that core worker then ends
+        the whole process before the driver marks its runs interrupted."""
+        deadline = time.monotonic() + timeout_s
+        for stream in self.streams:
+            stream.join(max(0.0, deadline - time.monotonic()))
 
     def run(self, tasks: list[Task]) -> dict[str, Any]:
         by_key = {t.key: t for t in tasks}
@@ -285,6 +297,7 @@ class _Round:
         except BaseException:
             for gen in self.running.values():
                 self.ray.cancel(gen, force=True)
+            self._join_streams()
             raise
         return self.results
 

@@ -97,6 +97,12 @@ class _Base:
                 raise StoreError(
                     f"cannot create the run store's folder ({err.strerror})", str(path)
                 ) from None
+            if not _open_checks.folder_writable(path.parent):  # else SQLite's "unable to open database file"
+                raise StoreError(
+                    "is in a folder that cannot be written (a read-only filesystem or folder); training "
+                    "writes to the store, while status, report, export and serve only read it",
+                    str(path),
+                )
             target, uri = str(path), False
         try:
             conn = sqlite3.connect(

@@ -162,15 +162,21 @@ def _local_workers(spec: StudySpec, todo: list[RunSpec], workers: int | None,
     return workers, threads
 
 
-def _run_on_ray(spec: StudySpec, store_path: Path, tasks: list[Task], options: RayOptions,
-                data_dir: str | Path | None, tensorboard_dir: str | Path | None, relay: OnEvent) -> dict[str, Any]:
-    """Train on Ray: the runs' code must travel by content, and this process alone writes the store."""
+def check_ray_study(spec: StudySpec, tensorboard: bool = False) -> None:
+    """``ConfigError`` when the study cannot train on Ray; called before Ray starts and before the
+    study is recorded (and again by :func:`run_study`, for callers that go straight there)."""
     local = sorted({r.config.model.name for r in spec.unique_runs() if is_local(r.config.model.name)})
     if local:
         raise ConfigError(f"model {', '.join(local)} is registered in this process only, so Ray workers cannot "
                           "build it; name it as \"file.py:Name\" in the study (its code travels with the run)")
-    if tensorboard_dir is not None:
+    if tensorboard:
         raise ConfigError("--tensorboard is not supported with --executor ray; use the local executor")
+
+
+def _run_on_ray(spec: StudySpec, store_path: Path, tasks: list[Task], options: RayOptions,
+                data_dir: str | Path | None, tensorboard_dir: str | Path | None, relay: OnEvent) -> dict[str, Any]:
+    """Train on Ray: the runs' code must travel by content, and this process alone writes the store."""
+    check_ray_study(spec, tensorboard_dir is not None)
     require_ray(local=options.address is None)
     with Store(store_path) as store:
         remote = RemoteRuns(store, relay, data_dir, share_data=options.share_data)

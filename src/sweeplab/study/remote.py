@@ -18,7 +18,7 @@ from sweeplab.executor import Task
 from sweeplab.executor.ray_executor import Skip
 from sweeplab.store import Store, default_worker_id
 from sweeplab.store.claims import claim
-from sweeplab.train.continuation import continue_shorter, shorter_source
+from sweeplab.train.continuation import Continuation, continue_shorter, shorter_source
 from sweeplab.train.remote import RemoteRun
 from sweeplab.train.shared import SharedDataset, share
 from sweeplab.train.task import dataset_for, dataset_key
@@ -76,7 +76,11 @@ class RemoteRuns:
             return
         cfg = RunConfig.from_json(config_json)
         source = shorter_source(self.store, cfg)
-        if source is None or not isinstance(cfg.batch_size, int):  # "max": the worker's device decides
+        if source is None:
+            return
+        if not isinstance(cfg.batch_size, int):  # "max": the worker's device decides, after this
+            self.messages[rid] = Continuation(reason=f'batch_size = "max" is found on the Ray worker, so run '
+                                                     f"{source.id} cannot be continued here").message()
             return
         done = continue_shorter(self.store, cfg, rid, batch_size=cfg.batch_size,
                                 num_classes=len(source.env.get("classes") or ()))
