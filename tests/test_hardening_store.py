@@ -321,10 +321,10 @@ def test_another_file_with_the_same_study_name_is_a_new_version(tmp_path):
         assert len(store.list_runs(study="s", version=1)) == 2 and len(store.list_runs(study="s")) == 3
 
 
-def test_a_schema_1_store_migrates_its_study_to_version_1(tmp_path):
+def _schema_1_store(db: Path) -> None:
+    """A store as sweeplab's first schema wrote it: study 'old', 2 completed runs of 1 epoch."""
     from sweeplab.store import _schema
 
-    db = tmp_path / "old.db"
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("BEGIN IMMEDIATE")
@@ -345,8 +345,12 @@ def test_a_schema_1_store_migrates_its_study_to_version_1(tmp_path):
     conn.commit()
     conn.close()
 
-    with pytest.raises(StoreError, match="older schema"):
-        Store(db, readonly=True)  # readers never migrate
+
+def test_a_schema_1_store_migrates_its_study_to_version_1(tmp_path):
+    from sweeplab.store import _schema
+
+    db = tmp_path / "old.db"
+    _schema_1_store(db)
     with Store(db) as store:
         record = store.get_study("old")
         assert (record.version, record.versions, record.description) == (1, 1, "from v1")
@@ -369,6 +373,30 @@ def test_a_schema_1_store_migrates_its_study_to_version_1(tmp_path):
     assert conn.execute("PRAGMA user_version").fetchone()[0] == _schema.current_version()
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     conn.close()
+
+
+def test_a_reader_upgrades_an_older_store_it_can_write_and_refuses_one_it_cannot(tmp_path, capsys, monkeypatch):
+    from sweeplab.cli.main import main
+    from sweeplab.store import _open, _schema
+
+    db = tmp_path / "out" / "sweeplab.db"
+    db.parent.mkdir()
+    _schema_1_store(db)
+    before = db.read_bytes()
+    with monkeypatch.context() as m:  # a read-only folder: refused in one line saying what to do, untouched
+        m.setattr(_open, "folder_writable", lambda folder: False)
+        assert main(["status", "old", "--out", str(db.parent)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "older schema (1 <" in err and "copy it" in err, err
+        assert db.read_bytes() == before
+    # Where it can be written, status (a reader) upgrades it as a writer would, then reads it.
+    assert main(["status", "old", "--out", str(db.parent)]) == 0
+    assert "completed 2" in capsys.readouterr().out
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == _schema.current_version()
+    conn.close()
+    with Store(db, readonly=True) as store:
+        assert [link.run_id for link in store.study_runs("old")] == ["r0", "r1"]
 
 
 def test_a_schema_2_store_gains_arm_descriptions_from_its_specs(tmp_path):

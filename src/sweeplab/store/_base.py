@@ -27,12 +27,20 @@ from sweeplab.store._rows import (
 )
 
 
+class _OlderSchema(Exception):
+    """A read-only open found a store of an older schema (``_open`` upgrades it where it can)."""
+
+    def __init__(self, version: int, newest: int):
+        super().__init__(version, newest)
+        self.version, self.newest = version, newest
+
+
 class _Base:
     """A sweeplab run store in one SQLite file.
 
     ``Store(path)`` opens (creating the file, its folder and the schema if needed) for reading and
     writing; ``Store(path, readonly=True)`` opens an existing store for reporters and dashboards
-    and never writes. ``timeout_s`` is how long a write waits for another process's write lock
+    and never writes to it, but to upgrade a store an older sweeplab wrote (as a writer would). ``timeout_s`` is how long a write waits for another process's write lock
     before giving up with ``StoreError``. Use as a context manager or call ``close()``.
     """
 
@@ -77,11 +85,30 @@ class _Base:
     # ------------------------------------------------------------------ internals
 
     def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except _OlderSchema as err:
+            if not self.readonly:
+                raise
+            older = err
+        # A reader of a store an older sweeplab wrote: the store is ours (its identity was checked),
+        # so it is upgraded as any writer would, in one transaction, and then read. Where it cannot
+        # be written (a read-only filesystem or folder), it is refused saying what to do.
+        path = self.path
+        if not (_open_checks.folder_writable(path.resolve().parent) and os.access(path, os.W_OK)):
+            raise StoreError(
+                f"the run store uses an older schema ({older.version} < {older.newest}) and cannot be "
+                "upgraded where it is (a read-only file or folder): copy it to a folder that can be "
+                "written and read the copy", str(path))
+        type(self)(path, timeout_s=self.timeout_s).close()  # migrates (see _configure)
+        return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
         path = self.path
         if self.readonly:
             if not path.is_file():
                 raise StoreError("no run store at this path (nothing has been run yet?)", str(path))
-            # mode=ro: a reporter or dashboard must never create, migrate or lock out the file
+            # mode=ro: a reporter or dashboard must never create or lock out the file
             # (immutable where the folder is read-only: see _open.py).
             _open_checks.check_identity(path)
             target, uri = _open_checks.readonly_uri(path), True
@@ -150,11 +177,7 @@ class _Base:
             if version == 0:
                 raise StoreError("is not an initialised sweeplab run store", where)
             if version < newest:
-                raise StoreError(
-                    f"the run store uses an older schema ({version} < {newest}); a sweeplab "
-                    "command that writes to it (e.g. training a run) upgrades it",
-                    where,
-                )
+                raise _OlderSchema(version, newest)
             conn.execute("PRAGMA foreign_keys = ON")
             return
         try:
