@@ -146,6 +146,6 @@ def test_a_cluster_too_small_for_one_run_is_refused_before_the_study_is_recorded
     r = sweeplab("run", str(path), "--out", str(db.parent), "--executor", "ray", "--num-cpus", "4096",
                  env={"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}, timeout=280)
     lines = [line for line in r.stderr.splitlines() if line.startswith("error")]
-    assert r.returncode == 2 and len(lines) == 1 and "--num-cpus 4096" in lines[0], r.stderr[-2000:]
+    assert r.returncode == 2 and len(lines) == 1 and "asks for 4096 CPUs" in lines[0], r.stderr[-2000:]
     assert "Traceback" not in r.stderr and "recorded as version" not in r.stdout
     assert db.read_bytes() == before

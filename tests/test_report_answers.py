@@ -220,6 +220,7 @@ def test_bad_arms_and_formats_are_one_line_errors(study):
     tmp, db, _ = study
     before = db.read_bytes()
     for args, expected in ((["--arms", "lr,nope"], "--arms: 'nope' is not an arm of this study"),
+                           (["--arms", " , "], "--arms: names no arm; give one or more of"),
                            (["--figure-format", "png,gif"], "--figure-format: figure formats are png, svg, pdf")):
         r = sweeplab("report", "answers", "--out", str(tmp), *args)
         assert r.returncode == 2 and expected in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -217,8 +217,9 @@ class RayExecutor:
         """A run that no node of the cluster can hold would wait forever: say so instead."""
         if self._fits(ray) == 0:
             total, opts = ray.cluster_resources(), self.options
-            raise ConfigError(f"--num-cpus {opts.num_cpus:g} --num-gpus {opts.num_gpus:g}: the Ray cluster has "
-                              f"{total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs; ask for at most that")
+            raise ConfigError(f"a run asks for {opts.num_cpus:g} CPUs and {opts.num_gpus:g} GPUs (--num-cpus/--num-gpus "
+                              f"or [study] resources): the Ray cluster has {total.get('CPU', 0):g} CPUs and "
+                              f"{total.get('GPU', 0):g} GPUs; ask for at most that")
 
     def run(self, tasks: list[Task], fn: TaskFn, on_event: OnEvent) -> dict[str, Any]:
         ray = require_ray(local=self.options.address is None)

@@ -141,8 +141,10 @@ def overlay_groups(spec: Mapping[str, Any], settings: list[ArmSetting],
             if not group:
                 continue
         bad = [a for a in group if a not in known]
-        if bad or not group:
-            raise ConfigError(f"{', '.join(map(repr, bad)) or 'nothing'} is not an arm of this study "
+        if not group:
+            raise ConfigError(f"names no arm; give one or more of {', '.join(known)}, comma-separated", path=where)
+        if bad:
+            raise ConfigError(f"{', '.join(map(repr, bad))} is not an arm of this study "
                               f"(its arms: {', '.join(known)})", path=where)
         entry = (tuple(dict.fromkeys(group)), title)
         if entry[0] not in [g for g, _ in out]:
