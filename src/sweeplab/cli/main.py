@@ -206,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     value of the wrong type or out of range, an unknown option), which Typer would print as a
     usage line, a hint and a box.
     """
-    from typer._click.exceptions import ClickException
+    try:  # Typer >= 0.23 carries its own copy of Click; older Typers use Click itself
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click.exceptions import ClickException
 
     try:
         code = app(args=argv, prog_name="sweeplab", standalone_mode=False)

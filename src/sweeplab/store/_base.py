@@ -40,8 +40,9 @@ class _Base:
 
     ``Store(path)`` opens (creating the file, its folder and the schema if needed) for reading and
     writing; ``Store(path, readonly=True)`` opens an existing store for reporters and dashboards
-    and never writes to it, but to upgrade a store an older sweeplab wrote (as a writer would). ``timeout_s`` is how long a write waits for another process's write lock
-    before giving up with ``StoreError``. Use as a context manager or call ``close()``.
+    and never writes to it, but to upgrade a store an older sweeplab wrote (as a writer would).
+    ``timeout_s`` is how long a write waits for another process's write lock before giving up
+    with ``StoreError``. Use as a context manager or call ``close()``.
     """
 
     def __init__(
