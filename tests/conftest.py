@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cifar_archive
+from helpers import LOOPBACK_ENV, cifar_archive
+
+os.environ.update(LOOPBACK_ENV)  # before any test imports Ray (see helpers.LOOPBACK_ENV)
 
 
 @pytest.fixture(scope="session")

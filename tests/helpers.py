@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,14 @@ CIFAR_CANDIDATES = [
     # ../shared beside the checkout, or beside any folder above it (a clone made deeper down)
     *(str(up / "shared" / "data" / "cifar10-jpeg.tar.gz") for up in ROOT.parents),
 ]
+
+#: Ray in tests: loopback only, and token authentication with a token of this test session (Ray's
+#: default is a token file in ~/.ray, which a driver joining by --address only uses when told
+#: RAY_AUTH_MODE=token). Ray reads these once per process, when it is first imported, so conftest.py
+#: sets them for the whole session: any test may import Ray first (the fuzz tests draw
+#: `--executor ray`), and every Ray test module then finds the same settings.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 
 def cifar_archive() -> Path | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -28,14 +27,10 @@ from sweeplab.store import Store
 from sweeplab.study import load_study
 from sweeplab.study.execute import run_study
 
-from helpers import sweeplab
+from helpers import LOOPBACK_ENV, sweeplab
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (pip install 'sweeplab[ray]')")
-#: Loopback only, and token authentication with a token of this test session (Ray's default is a
-#: token file in ~/.ray, which a driver joining by --address only uses when told RAY_AUTH_MODE=token).
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
-                "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 TIMING = {"epoch_time_s", "train_images_per_s", "peak_mem_mb", "finished_at"}
 EXE = Path(sys.executable).parent / "sweeplab"
 
